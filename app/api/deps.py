@@ -1,0 +1,84 @@
+"""Typed dependencies: the process's resources and the caller's identity."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from app.errors import InvalidInput, Unauthorized
+from app.lifespan import Resources
+from app.services.runs import RunService
+from app.services.threads import ThreadService
+from app.settings import AuthMode, LimitSettings
+
+THREAD_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_THREAD_ID = re.compile(THREAD_ID_PATTERN)
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_runs(resources: ResourcesDep) -> RunService:
+    return resources.runs
+
+
+def get_threads(resources: ResourcesDep) -> ThreadService:
+    return resources.threads
+
+
+def get_limits(resources: ResourcesDep) -> LimitSettings:
+    return resources.settings.limits
+
+
+RunsDep = Annotated[RunService, Depends(get_runs)]
+ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
+LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
+
+
+def current_owner(request: Request, resources: ResourcesDep) -> str:
+    """The caller's identity, from the transport only (never from the body)."""
+    auth = resources.settings.auth
+    if auth.mode is AuthMode.NONE:
+        return auth.local_owner
+    if auth.mode is AuthMode.API_KEY:
+        presented = request.headers.get("x-api-key")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if presented is None and scheme.lower() == "bearer":
+            presented = token.strip()
+        if presented:
+            for key, owner in auth.api_key_owners().items():
+                if hmac.compare_digest(key.encode(), presented.encode()):
+                    return owner
+        raise Unauthorized("Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
+    # Databricks Apps: the platform authenticates the user and forwards who it is.
+    owner = request.headers.get("x-forwarded-email") or request.headers.get("x-forwarded-user")
+    if not owner:
+        raise Unauthorized(
+            "No X-Forwarded-Email or X-Forwarded-User header: with AUTH_MODE=databricks the"
+            " service must be reached through Databricks Apps."
+        )
+    return owner.strip()
+
+
+OwnerDep = Annotated[str, Depends(current_owner)]
+
+
+def valid_thread_id(
+    thread_id: Annotated[str, Path(description="1-128 of A-Z a-z 0-9 . _ : -", examples=["t1"])],
+) -> str:
+    if not _THREAD_ID.fullmatch(thread_id):
+        raise InvalidInput(
+            "thread_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'.",
+        )
+    return thread_id
+
+
+ThreadIdDep = Annotated[str, Depends(valid_thread_id)]

@@ -1,0 +1,118 @@
+"""Send a message (run one turn, as JSON or as a Server-Sent Events stream) and read the transcript."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.api.cursors import decode_cursor, encode_cursor
+from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep, ThreadsDep
+from app.api.schemas import ErrorBody, MessageOut, MessagePage, TurnIn, TurnOut
+from app.api.threads import ERRORS
+from app.agent.messages import stored_to_json
+from app.errors import InvalidInput
+from app.services.runs import TurnRequest
+from app.settings import LimitSettings
+from app.streaming import sse_response
+
+router = APIRouter(prefix="/threads", tags=["messages"])
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_SSE_DOC = (
+    "With `Accept: text/event-stream` or `?stream=true` the turn streams as Server-Sent Events:"
+    " `run_start`, `token`, `tool_call`, `tool_result`, `message`, then `done` (or `error`)."
+)
+
+
+def _turn_messages(body: TurnIn, limits: LimitSettings) -> list[tuple[str, str]]:
+    if (body.content is None) == (body.messages is None):
+        raise InvalidInput("Send either `content` or `messages`, not both or neither.")
+    items = [("user", body.content or "")] if body.messages is None else [(m.role, m.content) for m in body.messages]
+    if not items:
+        raise InvalidInput("`messages` must not be empty.")
+    if len(items) > limits.max_messages_per_request:
+        raise InvalidInput(f"At most {limits.max_messages_per_request} messages per request (MAX_MESSAGES_PER_REQUEST).")
+    for _, content in items:
+        if not content.strip():
+            raise InvalidInput("Message content must not be empty.")
+        if len(content) > limits.max_content_chars:
+            raise InvalidInput(f"Message content is longer than MAX_CONTENT_CHARS ({limits.max_content_chars}).")
+    if items[-1][0] != "user":
+        raise InvalidInput("The last message of a turn must have the role 'user'.")
+    return items
+
+
+def _wants_stream(request: Request, stream: bool | None) -> bool:
+    if stream is not None:
+        return stream
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+@router.post(
+    "/{thread_id}/messages",
+    response_model=TurnOut,
+    description="Run one turn of the agent on the thread (created if new). " + _SSE_DOC,
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The turn's new messages, or its SSE stream"},
+        409: {"model": ErrorBody, "description": "thread_busy: another turn is running (see Retry-After)"},
+        413: {"model": ErrorBody, "description": "Body larger than MAX_BODY_BYTES"},
+        502: {"model": ErrorBody, "description": "turn_failed: the agent failed; nothing was saved"},
+        504: {"model": ErrorBody, "description": "turn_timeout: nothing was saved"},
+    },
+)
+async def send_message(
+    thread_id: ThreadIdDep,
+    body: TurnIn,
+    request: Request,
+    owner: OwnerDep,
+    runs: RunsDep,
+    limits: LimitsDep,
+    stream: Annotated[bool | None, Query(description="Stream as SSE (same as Accept: text/event-stream).")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="A retried request with the same key returns the first result without running again."),
+    ] = None,
+) -> Response:
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters without spaces.")
+    turn = TurnRequest(
+        owner=owner,
+        thread_id=thread_id,
+        messages=_turn_messages(body, limits),
+        checkpoint_id=body.checkpoint_id,
+        idempotency_key=idempotency_key,
+    )
+    wants_stream = _wants_stream(request, stream)
+    handle = await runs.start(turn, stream=wants_stream)
+    headers = {"X-Run-Id": handle.run_id}
+    if handle.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if wants_stream:
+        return sse_response(handle.run_id, handle.events(), headers=headers, ping_seconds=15)
+    result: dict[str, Any] = await handle.result()
+    return JSONResponse(result, headers=headers)
+
+
+@router.get("/{thread_id}/messages", response_model=MessagePage, responses=ERRORS)
+async def list_messages(
+    thread_id: ThreadIdDep,
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    before: Annotated[str | None, Query(max_length=512, description="Cursor from `next_cursor`.")] = None,
+) -> MessagePage:
+    """The transcript of the thread's current branch: the latest `limit` messages (or those
+    before the cursor), oldest first within the page."""
+    cursor = decode_cursor(before)
+    if cursor is not None and not isinstance(cursor, int):
+        raise InvalidInput("The `before` cursor is not one this service issued.")
+    rows, previous = await threads.messages(owner, thread_id, limit=min(limit, limits.max_page_size), before=cursor)
+    return MessagePage(
+        messages=[MessageOut.model_validate(stored_to_json(m)) for m in rows],
+        next_cursor=encode_cursor(previous) if previous is not None else None,
+    )

@@ -1,0 +1,177 @@
+"""Request and response bodies; their docstrings and examples become the OpenAPI schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.api.deps import THREAD_ID_PATTERN
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["thread_busy"])
+    message: str = Field(examples=["Thread 't1' is running another turn; retry after it finishes."])
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response has this body."""
+
+    error: ErrorDetail
+
+
+class ThreadCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"thread_id": "t1", "title": "Malware triage", "metadata": {"team": "soc"}}]},
+    )
+
+    thread_id: str | None = Field(
+        default=None, pattern=THREAD_ID_PATTERN, description="Omit to get a generated id."
+    )
+    title: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    _check_title = field_validator("title")(_no_nul)
+
+
+class ThreadPatch(BaseModel):
+    """Fields to change. `title: null` clears the title; `metadata` keys are merged in."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"title": "Renamed", "metadata": {"priority": "high"}}]}
+    )
+
+    title: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] | None = None
+
+    _check_title = field_validator("title")(_no_nul)
+
+
+class ThreadOut(BaseModel):
+    thread_id: str = Field(examples=["t1"])
+    title: str | None
+    metadata: dict[str, Any]
+    status: Literal["idle", "busy"]
+    message_count: int
+    turn_count: int
+    head_checkpoint_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime
+
+
+class ThreadList(BaseModel):
+    threads: list[ThreadOut]
+    next_cursor: str | None = Field(description="Pass as `before` for the next page; null at the end.")
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant", "system"] = "user"
+    content: str
+
+    _check_content = field_validator("content")(_no_nul)
+
+
+class TurnIn(BaseModel):
+    """One turn: either `content` (a user message) or `messages` (role/content list)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"content": "Who committed the latest malware threat?"},
+                {"messages": [{"role": "user", "content": "What was their IP address?"}]},
+                {"content": "And the latest phishing threat?", "checkpoint_id": "1f0c3a3e-...-..."},
+            ]
+        },
+    )
+
+    content: str | None = None
+    messages: list[MessageIn] | None = None
+    checkpoint_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Fork: run this turn from that checkpoint of the thread instead of its head.",
+    )
+
+    _check_content = field_validator("content", "checkpoint_id")(_no_nul)
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+class MessageOut(BaseModel):
+    id: str
+    role: Literal["user", "assistant", "tool", "system"]
+    content: str
+    run_id: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_id: str | None = None
+    name: str | None = Field(default=None, description="The tool's name, on tool results.")
+    created_at: datetime | None = None
+
+
+class TurnOut(BaseModel):
+    """The turn's new messages (the input, tool calls, tool results, the answer) in order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "thread_id": "t1",
+                    "run_id": "6f1c0e0e-9d0a-4a43-9a53-0c1f7f6c2d11",
+                    "checkpoint_id": "1f0c3a3e-7b51-6d2c-8005-2b6c1c7f9e10",
+                    "messages": [
+                        {"id": "m1", "role": "user", "content": "What was their IP address?"},
+                        {"id": "m2", "role": "assistant", "content": "Their IP address is 10.4.17.23 (Alice Smith)."},
+                    ],
+                }
+            ]
+        }
+    )
+
+    thread_id: str
+    run_id: str
+    checkpoint_id: str
+    messages: list[MessageOut]
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageOut] = Field(description="Oldest first within the page.")
+    next_cursor: str | None = Field(description="Pass as `before` for older messages; null at the start.")
+
+
+class CheckpointOut(BaseModel):
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_at: datetime | None
+    step: int | None
+    source: str | None
+    run_id: str | None
+    message_count: int | None
+    is_head: bool = Field(description="The thread's current head (where the next turn starts).")
+
+
+class HistoryPage(BaseModel):
+    checkpoints: list[CheckpointOut] = Field(description="Newest first.")
+    next_cursor: str | None
+
+
+class StateOut(BaseModel):
+    checkpoint: CheckpointOut
+    messages: list[MessageOut]
+    next: list[str] = Field(description="Graph nodes that would run next (empty: the turn is complete).")

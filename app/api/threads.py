@@ -1,0 +1,111 @@
+"""Thread resources: create, list, read, rename/annotate, delete."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.api.cursors import decode_cursor, encode_cursor
+from app.api.deps import LimitsDep, OwnerDep, ThreadIdDep, ThreadsDep
+from app.api.schemas import ErrorBody, ThreadCreate, ThreadList, ThreadOut, ThreadPatch
+from app.errors import InvalidInput
+from app.memory.threads import ThreadRecord
+from app.settings import LimitSettings
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid credentials"},
+    404: {"model": ErrorBody, "description": "No such thread for this caller"},
+    422: {"model": ErrorBody, "description": "Invalid input"},
+    503: {"model": ErrorBody, "description": "Database unavailable (see Retry-After)"},
+}
+
+
+def thread_out(record: ThreadRecord) -> ThreadOut:
+    return ThreadOut(
+        thread_id=record.thread_id,
+        title=record.title,
+        metadata=record.metadata,
+        status="busy" if record.busy_at(datetime.now(UTC)) else "idle",
+        message_count=record.message_count,
+        turn_count=record.turn_count,
+        head_checkpoint_id=record.head_checkpoint_id,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        last_activity_at=record.last_activity_at,
+    )
+
+
+def _check_metadata(metadata: dict[str, object] | None, limits: LimitSettings) -> None:
+    if metadata is None:
+        return
+    encoded = json.dumps(metadata, ensure_ascii=False)
+    if len(encoded.encode()) > limits.max_metadata_bytes:
+        raise InvalidInput(f"metadata is larger than MAX_METADATA_BYTES ({limits.max_metadata_bytes} bytes).")
+    if "\\u0000" in encoded:
+        raise InvalidInput("metadata must not contain NUL characters.")
+
+
+@router.post("", status_code=201, response_model=ThreadOut, responses={**ERRORS, 409: {"model": ErrorBody, "description": "Thread id already used"}})
+async def create_thread(body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep) -> ThreadOut:
+    """Create a thread. Threads are also created implicitly by their first message."""
+    _check_metadata(body.metadata, limits)
+    thread_id = body.thread_id or str(uuid.uuid4())
+    record = await threads.create(owner, thread_id, title=body.title, metadata=body.metadata)
+    return thread_out(record)
+
+
+@router.get("", response_model=ThreadList, responses=ERRORS)
+async def list_threads(
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    before: Annotated[str | None, Query(max_length=512, description="Cursor from `next_cursor`.")] = None,
+) -> ThreadList:
+    """The caller's threads, most recent activity first, paginated by cursor."""
+    cursor = decode_cursor(before)
+    position: tuple[datetime, str] | None = None
+    if cursor is not None:
+        try:
+            position = (datetime.fromisoformat(cursor[0]), str(cursor[1]))
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            raise InvalidInput("The `before` cursor is not one this service issued.") from exc
+    page = await threads.list(owner, limit=min(limit, limits.max_page_size), before=position)
+    next_cursor = (
+        encode_cursor([page.next_cursor[0].isoformat(), page.next_cursor[1]]) if page.next_cursor else None
+    )
+    return ThreadList(threads=[thread_out(t) for t in page.threads], next_cursor=next_cursor)
+
+
+@router.get("/{thread_id}", response_model=ThreadOut, responses=ERRORS)
+async def get_thread(thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep) -> ThreadOut:
+    return thread_out(await threads.get(owner, thread_id))
+
+
+@router.patch("/{thread_id}", response_model=ThreadOut, responses=ERRORS)
+async def update_thread(
+    thread_id: ThreadIdDep, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+) -> ThreadOut:
+    """Rename a thread and/or merge keys into its metadata."""
+    _check_metadata(body.metadata, limits)
+    record = await threads.update(
+        owner,
+        thread_id,
+        title=body.title,
+        set_title="title" in body.model_fields_set,
+        metadata=body.metadata,
+    )
+    return thread_out(record)
+
+
+@router.delete("/{thread_id}", status_code=204, response_class=Response, responses=ERRORS)
+async def delete_thread(thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep) -> Response:
+    """Delete a thread with its transcript, runs, checkpoints, writes and blobs."""
+    await threads.delete(owner, thread_id)
+    return Response(status_code=204)

@@ -1,0 +1,81 @@
+"""Every resource the service uses, opened once per process and closed in reverse order.
+
+`open_resources` is shared by the HTTP lifespan, the CLI and (later) the MLflow model, so all
+of them run turns through the same pool, graph and services.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from app.agent.graph import build_graph
+from app.agent.model_factory import build_model
+from app.agent.prompt import DEFAULT_SYSTEM_PROMPT, render_system_prompt
+from app.agent.sample_data import load_sample_data
+from app.agent.tools import build_local_tools
+from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.history import CheckpointHistory
+from app.memory.pool import Database, open_database
+from app.memory.runs import RunStore
+from app.memory.schema import migrate
+from app.memory.threads import ThreadRegistry
+from app.memory.transcript import Transcript
+from app.services.runs import RunService
+from app.services.threads import ThreadService
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    database: Database
+    runs: RunService
+    threads: ThreadService
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    async with open_database(settings.database) as database:
+        pool = database.pool
+        saver = PooledPostgresSaver(pool)
+        await migrate(pool, saver)
+        if settings.database.load_sample_data:
+            await load_sample_data(pool)
+        tools = build_local_tools(pool)
+        graph = build_graph(
+            model=build_model(settings.model),
+            tools=tools,
+            system_prompt=render_system_prompt(DEFAULT_SYSTEM_PROMPT, tools),
+            checkpointer=saver,
+        )
+        registry = ThreadRegistry(pool)
+        history = CheckpointHistory(pool)
+        runs = RunService(
+            graph=graph,
+            registry=registry,
+            runs=RunStore(pool),
+            history=history,
+            settings=settings.runs,
+        )
+        threads = ThreadService(
+            graph=graph, registry=registry, transcript=Transcript(pool), history=history
+        )
+        try:
+            yield Resources(settings=settings, database=database, runs=runs, threads=threads)
+        finally:
+            await runs.drain()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
+    settings: Settings = app.state.settings
+    async with open_resources(settings) as resources:
+        logger.info("service ready")
+        yield {"resources": resources}

@@ -1,0 +1,40 @@
+"""The application factory: middleware, routers, error handlers; nothing else."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api import health, history, messages, threads
+from app.api.body_limit import BodySizeLimit
+from app.errors import install_error_handlers
+from app.lifespan import lifespan
+from app.settings import Settings
+
+DESCRIPTION = """Durable, thread-scoped conversation memory for a LangGraph agent, in PostgreSQL.
+
+Every error has the body `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="lakebase-memory-agent",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (threads, messages, history, health):
+        app.include_router(module.router)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    return app

@@ -1,0 +1,44 @@
+"""The LangGraph checkpointer, without the stock saver's process-wide lock.
+
+`AsyncPostgresSaver` wraps every query in one instance-wide `asyncio.Lock` (langgraph issue
+#7259). The lock protects a single shared connection; over a pool every call borrows its own
+connection, so the lock only serialises unrelated threads: a process with one shared saver runs
+one checkpoint query at a time whatever the pool size. This subclass keeps the stock SQL, schema
+and serialisation and only drops the lock when it is given a pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+
+class PooledPostgresSaver(AsyncPostgresSaver):
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        if not isinstance(pool, AsyncConnectionPool):
+            raise TypeError("PooledPostgresSaver needs an AsyncConnectionPool")
+        super().__init__(pool)
+        self._pool: AsyncConnectionPool[Any] = pool
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        async with self._pool.connection() as conn:
+            if pipeline and self.supports_pipeline:
+                # One round trip for the blob upserts and the checkpoint row.
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif pipeline:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur

@@ -1,0 +1,207 @@
+"""Runs: the per-thread lease that allows one turn at a time, idempotency keys, and the commit
+that makes a finished turn visible.
+
+The lease is a row lock in spirit only: `lease_run_id`/`lease_expires_at` on the thread row,
+taken and released by single UPDATE statements. No connection is held while the model thinks;
+the running process renews the lease periodically, and a process that dies simply stops renewing,
+so its lease expires and the thread is free again. Because the lease lives in PostgreSQL it holds
+across processes and replicas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from app.memory.pool import Pool
+from app.memory.threads import _COLUMNS as THREAD_COLUMNS
+from app.memory.threads import ThreadRecord
+from app.memory.transcript import StoredMessage, append_messages
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: uuid.UUID
+    thread_key: uuid.UUID
+    idempotency_key: str | None
+    request_hash: str | None
+    status: str
+    checkpoint_id: str | None
+    message_count: int | None
+    response: dict[str, Any] | None
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of trying to start a run on a thread."""
+
+    thread: ThreadRecord | None  # set when the lease was taken (and the run row written)
+    existing_run: RunRecord | None = None  # set when the idempotency key was already used
+    busy_until: datetime | None = None  # set when another run holds the lease
+
+
+_RUN_COLUMNS = (
+    "run_id, thread_key, idempotency_key, request_hash, status, checkpoint_id, message_count,"
+    " response, started_at"
+)
+
+
+class RunStore:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def find_by_key(self, thread_key: uuid.UUID, idempotency_key: str) -> RunRecord | None:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(RunRecord))
+            await cur.execute(
+                f"SELECT {_RUN_COLUMNS} FROM lma_runs WHERE thread_key = %s AND idempotency_key = %s",
+                (thread_key, idempotency_key),
+            )
+            return await cur.fetchone()
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        thread_id: str,
+        run_id: uuid.UUID,
+        lease_seconds: float,
+        idempotency_key: str | None,
+        request_hash: str,
+        from_checkpoint_id: str | None,
+    ) -> Claim:
+        """Take the thread's lease and record the run, in one statement, if the thread is free.
+
+        The run row and the lease are written together, so a claimed run always has a row, and
+        a second request with the same idempotency key can never start a second run.
+        """
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            await cur.execute(
+                "WITH claimed AS ("
+                "  UPDATE lma_threads SET lease_run_id = %(run_id)s,"
+                "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)"
+                "  WHERE owner = %(owner)s AND thread_id = %(thread_id)s"
+                "    AND (lease_run_id IS NULL OR lease_expires_at < clock_timestamp())"
+                "    AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM lma_runs r"
+                "      WHERE r.thread_key = lma_threads.thread_key AND r.idempotency_key = %(key)s))"
+                f"  RETURNING {THREAD_COLUMNS}"
+                "), run AS ("
+                "  INSERT INTO lma_runs (run_id, thread_key, idempotency_key, request_hash, status,"
+                "    parent_checkpoint_id)"
+                "  SELECT %(run_id)s, thread_key, %(key)s, %(hash)s, 'running',"
+                "    coalesce(%(from_checkpoint)s, head_checkpoint_id)"
+                "  FROM claimed"
+                ")"
+                f" SELECT {THREAD_COLUMNS} FROM claimed",
+                {
+                    "run_id": run_id,
+                    "lease": lease_seconds,
+                    "owner": owner,
+                    "thread_id": thread_id,
+                    "key": idempotency_key,
+                    "hash": request_hash,
+                    "from_checkpoint": from_checkpoint_id,
+                },
+            )
+            thread = await cur.fetchone()
+            if thread is not None:
+                return Claim(thread=thread)
+            # Not claimed: say why (key already used, or another run holds the lease).
+            state = await conn.execute(
+                "SELECT t.thread_key, t.lease_expires_at, r.run_id IS NOT NULL"
+                " FROM lma_threads t LEFT JOIN lma_runs r"
+                "   ON r.thread_key = t.thread_key AND r.idempotency_key = %s"
+                " WHERE t.owner = %s AND t.thread_id = %s",
+                (idempotency_key, owner, thread_id),
+            )
+            row = await state.fetchone()
+        if row is None:
+            return Claim(thread=None)
+        if row[2] and idempotency_key is not None:
+            return Claim(thread=None, existing_run=await self.find_by_key(row[0], idempotency_key))
+        return Claim(thread=None, busy_until=row[1])
+
+    async def renew(self, thread_key: uuid.UUID, run_id: uuid.UUID, lease_seconds: float) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE lma_threads SET lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE thread_key = %s AND lease_run_id = %s",
+                (lease_seconds, thread_key, run_id),
+            )
+            return cur.rowcount == 1
+
+    async def fail(self, thread_key: uuid.UUID, run_id: uuid.UUID, error_code: str) -> None:
+        """Record a failed run, free its idempotency key and the lease, drop its partial checkpoint.
+
+        The thread's head is untouched: the next turn starts from the last completed checkpoint.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE lma_runs SET status = 'failed', error_code = %s, idempotency_key = NULL,"
+                " finished_at = now() WHERE run_id = %s",
+                (error_code, run_id),
+            )
+            await conn.execute(
+                "UPDATE lma_threads SET lease_run_id = NULL, lease_expires_at = NULL"
+                " WHERE thread_key = %s AND lease_run_id = %s",
+                (thread_key, run_id),
+            )
+            await conn.execute(
+                "DELETE FROM checkpoint_writes w USING checkpoints c"
+                " WHERE c.thread_id = %s AND c.metadata->>'run_id' = %s"
+                " AND w.thread_id = c.thread_id AND w.checkpoint_id = c.checkpoint_id",
+                (str(thread_key), str(run_id)),
+            )
+            await conn.execute(
+                "DELETE FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s",
+                (str(thread_key), str(run_id)),
+            )
+
+    async def complete(
+        self,
+        *,
+        thread_key: uuid.UUID,
+        run_id: uuid.UUID,
+        checkpoint_id: str,
+        start_seq: int,
+        messages: Sequence[StoredMessage],
+        response: dict[str, Any],
+    ) -> ThreadRecord | None:
+        """Make the turn visible, atomically: transcript, run row, thread head and counters, lease.
+
+        Returns None (and writes nothing) if this run no longer holds the thread's lease or the
+        thread was deleted meanwhile.
+        """
+        total = start_seq + len(messages)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            await cur.execute(
+                "UPDATE lma_threads SET head_checkpoint_id = %s, message_count = %s,"
+                " turn_count = turn_count + 1, last_activity_at = now(), updated_at = now(),"
+                " lease_run_id = NULL, lease_expires_at = NULL"
+                f" WHERE thread_key = %s AND lease_run_id = %s RETURNING {THREAD_COLUMNS}",
+                (checkpoint_id, total, thread_key, run_id),
+            )
+            thread = await cur.fetchone()
+            if thread is None:
+                return None
+            # A fork starts before the end of the current branch: the branch's later messages
+            # leave the transcript (they stay readable through the history and state routes).
+            await conn.execute(
+                "DELETE FROM lma_messages WHERE thread_key = %s AND seq >= %s", (thread_key, start_seq)
+            )
+            await append_messages(conn, thread_key, start_seq, messages)
+            await conn.execute(
+                "UPDATE lma_runs SET status = 'completed', checkpoint_id = %s, message_count = %s,"
+                " response = %s, finished_at = now() WHERE run_id = %s",
+                (checkpoint_id, total, Jsonb(response), run_id),
+            )
+            return thread

@@ -1,0 +1,137 @@
+"""The project's own tables, as an append-only list of migrations, applied once per start.
+
+Set-up is idempotent and safe when several processes start together: everything runs while one
+session-level advisory lock is held, including the checkpointer's own `setup()`, whose migration
+bookkeeping is not safe to run twice at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from typing import LiteralString
+
+from app.memory.pool import Pool
+
+logger = logging.getLogger(__name__)
+
+_LOCK_KEY = "lakebase-memory-agent:migrations"
+
+# Append only: never edit an entry once released; add a new one. One statement per string
+# (prepared statements cannot hold several).
+MIGRATIONS: list[list[LiteralString]] = [
+    [
+        """
+        CREATE TABLE IF NOT EXISTS lma_threads (
+        owner              text        NOT NULL,
+        thread_id          text        NOT NULL,
+        thread_key         uuid        NOT NULL UNIQUE,
+        title              text,
+        metadata           jsonb       NOT NULL DEFAULT '{}'::jsonb,
+        created_at         timestamptz NOT NULL DEFAULT now(),
+        updated_at         timestamptz NOT NULL DEFAULT now(),
+        last_activity_at   timestamptz NOT NULL DEFAULT now(),
+        message_count      integer     NOT NULL DEFAULT 0,
+        turn_count         integer     NOT NULL DEFAULT 0,
+        head_checkpoint_id text,
+        lease_run_id       uuid,
+        lease_expires_at   timestamptz,
+        PRIMARY KEY (owner, thread_id)
+    )
+        """,
+        """
+        CREATE INDEX IF NOT EXISTS lma_threads_activity_idx
+        ON lma_threads (owner, last_activity_at DESC, thread_id DESC)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS lma_runs (
+        run_id               uuid        PRIMARY KEY,
+        thread_key           uuid        NOT NULL REFERENCES lma_threads (thread_key) ON DELETE CASCADE,
+        idempotency_key      text,
+        request_hash         text,
+        status               text        NOT NULL,
+        parent_checkpoint_id text,
+        checkpoint_id        text,
+        message_count        integer,
+        response             jsonb,
+        error_code           text,
+        started_at           timestamptz NOT NULL DEFAULT now(),
+        finished_at          timestamptz,
+        UNIQUE (thread_key, idempotency_key)
+    )
+        """,
+        """
+        CREATE INDEX IF NOT EXISTS lma_runs_checkpoint_idx ON lma_runs (thread_key, checkpoint_id)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS lma_messages (
+        thread_key   uuid        NOT NULL REFERENCES lma_threads (thread_key) ON DELETE CASCADE,
+        seq          integer     NOT NULL,
+        message_id   text        NOT NULL,
+        run_id       uuid,
+        role         text        NOT NULL,
+        content      text        NOT NULL,
+        name         text,
+        tool_calls   jsonb,
+        tool_call_id text,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (thread_key, seq)
+    )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS cyber_threat_detection (
+        threat_id        bigint    PRIMARY KEY,
+        event_timestamp  timestamp NOT NULL,
+        source_ip        text,
+        destination_ip   text,
+        source_port      integer,
+        destination_port integer,
+        protocol         text,
+        threat_type      text,
+        detection_tool   text,
+        description      text
+    )
+        """,
+        """
+        CREATE INDEX IF NOT EXISTS cyber_threat_type_ts_idx
+        ON cyber_threat_detection (regexp_replace(lower(threat_type), '[^a-z0-9]', '', 'g'), event_timestamp DESC)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS user_info (
+        user_id    bigint PRIMARY KEY,
+        user_name  text,
+        department text,
+        email      text,
+        ip_address text,
+        location   text
+    )
+        """,
+        """
+        CREATE INDEX IF NOT EXISTS user_info_ip_idx ON user_info (ip_address)
+        """,
+    ],
+]
+
+
+async def migrate(pool: Pool, saver: AsyncPostgresSaver) -> None:
+    """Bring the checkpoint tables and ours to the latest version."""
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_LOCK_KEY,))
+        try:
+            await saver.setup()
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS lma_migrations ("
+                " v integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT coalesce(max(v), -1) FROM lma_migrations")
+            row = await cur.fetchone()
+            current = int(row[0]) if row else -1  # type: ignore[call-overload]
+            for version in range(current + 1, len(MIGRATIONS)):
+                async with conn.transaction():
+                    for statement in MIGRATIONS[version]:
+                        await conn.execute(statement)
+                    await conn.execute("INSERT INTO lma_migrations (v) VALUES (%s)", (version,))
+                logger.info("applied migration %d", version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK_KEY,))

@@ -1,0 +1,178 @@
+"""The thread registry: who owns a thread, its title and metadata, counters and run lease.
+
+Listing and ownership checks read only this table, never the checkpoint tables. A thread is
+identified by (owner, thread_id): two owners may use the same thread id without ever seeing each
+other. The checkpointer keys a thread by `thread_key`, a random UUID, so a thread deleted and
+created again under the same id starts from nothing, and a turn still running on the deleted one
+cannot write into the new one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from app.memory.pool import Pool
+
+_COLUMNS = (
+    "owner, thread_id, thread_key, title, metadata, created_at, updated_at, last_activity_at,"
+    " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at"
+)
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    owner: str
+    thread_id: str
+    thread_key: uuid.UUID
+    title: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime
+    message_count: int
+    turn_count: int
+    head_checkpoint_id: str | None
+    lease_run_id: uuid.UUID | None
+    lease_expires_at: datetime | None
+
+    def busy_at(self, now: datetime) -> bool:
+        return (
+            self.lease_run_id is not None
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    threads: list[ThreadRecord]
+    next_cursor: tuple[datetime, str] | None
+
+
+class ThreadRegistry:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self, owner: str, thread_id: str, *, title: str | None, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        """Insert a new thread; None if this owner already has one with that id."""
+        async with self._pool.connection() as conn:
+            return await self._insert(conn, owner, thread_id, title=title, metadata=metadata)
+
+    async def ensure(self, owner: str, thread_id: str) -> ThreadRecord:
+        """The thread, created empty if this owner has none with that id (race-safe)."""
+        async with self._pool.connection() as conn:
+            record = await self._select(conn, owner, thread_id)
+            if record is None:
+                record = await self._insert(conn, owner, thread_id, title=None, metadata={})
+            if record is None:  # created concurrently by another request
+                record = await self._select(conn, owner, thread_id)
+            assert record is not None
+            return record
+
+    async def get(self, owner: str, thread_id: str) -> ThreadRecord | None:
+        async with self._pool.connection() as conn:
+            return await self._select(conn, owner, thread_id)
+
+    async def list(
+        self, owner: str, *, limit: int, before: tuple[datetime, str] | None
+    ) -> ThreadPage:
+        """Newest activity first; `before` is the (last_activity_at, thread_id) of the last row seen."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            if before is None:
+                await cur.execute(
+                    f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %s"
+                    " ORDER BY last_activity_at DESC, thread_id DESC LIMIT %s",
+                    (owner, limit + 1),
+                )
+            else:
+                await cur.execute(
+                    f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %s"
+                    " AND (last_activity_at, thread_id) < (%s, %s)"
+                    " ORDER BY last_activity_at DESC, thread_id DESC LIMIT %s",
+                    (owner, before[0], before[1], limit + 1),
+                )
+            rows = await cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = (rows[-1].last_activity_at, rows[-1].thread_id) if more and rows else None
+        return ThreadPage(threads=rows, next_cursor=cursor)
+
+    async def update(
+        self,
+        owner: str,
+        thread_id: str,
+        *,
+        title: str | None,
+        set_title: bool,
+        metadata: dict[str, Any] | None,
+    ) -> ThreadRecord | None:
+        """Change the title (when `set_title`, None clears it) and/or merge metadata keys."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            await cur.execute(
+                "UPDATE lma_threads SET"
+                " title = CASE WHEN %(set_title)s THEN %(title)s ELSE title END,"
+                " metadata = metadata || %(metadata)s, updated_at = now()"
+                f" WHERE owner = %(owner)s AND thread_id = %(thread_id)s RETURNING {_COLUMNS}",
+                {
+                    "set_title": set_title,
+                    "title": title,
+                    "metadata": Jsonb(metadata or {}),
+                    "owner": owner,
+                    "thread_id": thread_id,
+                },
+            )
+            return await cur.fetchone()
+
+    async def delete(self, owner: str, thread_id: str) -> bool:
+        """Remove the thread with its runs, transcript, checkpoints, writes and blobs, atomically."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "DELETE FROM lma_threads WHERE owner = %s AND thread_id = %s RETURNING thread_key",
+                (owner, thread_id),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return False
+            key = str(row[0])
+            # The checkpointer's tables (langgraph-checkpoint-postgres schema), same transaction.
+            for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
+                await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (key,))  # type: ignore[arg-type]
+            return True
+
+    @staticmethod
+    async def _select(conn: AsyncConnection[Any], owner: str, thread_id: str) -> ThreadRecord | None:
+        cur = conn.cursor(row_factory=class_row(ThreadRecord))
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %s AND thread_id = %s",
+            (owner, thread_id),
+        )
+        return await cur.fetchone()
+
+    @staticmethod
+    async def _insert(
+        conn: AsyncConnection[Any],
+        owner: str,
+        thread_id: str,
+        *,
+        title: str | None,
+        metadata: dict[str, Any],
+    ) -> ThreadRecord | None:
+        cur = conn.cursor(row_factory=class_row(ThreadRecord))
+        await cur.execute(
+            "INSERT INTO lma_threads (owner, thread_id, thread_key, title, metadata)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (owner, thread_id) DO NOTHING"
+            f" RETURNING {_COLUMNS}",
+            (owner, thread_id, uuid.uuid4(), title, Jsonb(metadata)),
+        )
+        return await cur.fetchone()

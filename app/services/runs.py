@@ -1,0 +1,360 @@
+"""The one way to run a turn: claim the thread, run the graph, commit, release.
+
+A turn runs in its own task, detached from the request that started it: a client that
+disconnects (mid-stream or while waiting for JSON) does not cancel it, so the turn completes and
+is saved, and the client finds it in the transcript. A turn that fails is not saved at all: the
+thread's head stays at the last completed checkpoint, the partial checkpoint is dropped, and the
+next turn starts from the head. On shutdown running turns get a grace period, then are cancelled
+(and so not saved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.errors import GraphRecursionError
+
+from app.agent.messages import request_fingerprint, stored_to_json, text_of, to_langchain, to_stored
+from app.errors import (
+    CheckpointNotFound,
+    IdempotencyConflict,
+    ServiceError,
+    ServiceUnavailable,
+    ThreadBusy,
+    ThreadNotFound,
+    TurnFailed,
+    TurnTimeout,
+    as_service_error,
+)
+from app.memory.history import CheckpointHistory
+from app.memory.runs import Claim, RunRecord, RunStore
+from app.memory.threads import ThreadRecord, ThreadRegistry
+from app.services.events import (
+    MessageCompleted,
+    RunDone,
+    RunFailed,
+    RunStarted,
+    TokenDelta,
+    ToolCallStarted,
+    ToolResult,
+    TurnEvent,
+)
+from app.settings import BusyMode, RunSettings
+
+logger = logging.getLogger(__name__)
+
+Graph = CompiledStateGraph[Any, Any, Any, Any]
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    owner: str
+    thread_id: str
+    messages: list[tuple[str, str]]  # (role, content)
+    checkpoint_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass
+class TurnHandle:
+    """A started (or replayed) turn: its events as they happen, and its result."""
+
+    run_id: str
+    replayed: bool
+    _queue: asyncio.Queue[TurnEvent | None] | None = None
+    _task: asyncio.Task[dict[str, Any]] | None = None
+    _result: dict[str, Any] | None = None
+
+    async def result(self) -> dict[str, Any]:
+        if self._result is not None:
+            return self._result
+        assert self._task is not None
+        # shield: the caller going away must not cancel the turn itself.
+        return await asyncio.shield(self._task)
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        if self._result is not None:  # an idempotent replay: the stored turn as events
+            yield RunStarted(run_id=self.run_id, thread_id=self._result["thread_id"])
+            for message in self._result["messages"]:
+                yield MessageCompleted(message=message)
+            yield RunDone(result=self._result)
+            return
+        assert self._queue is not None
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+
+@dataclass
+class _Turn:
+    request: TurnRequest
+    run_id: uuid.UUID
+    thread: ThreadRecord
+    start_from: str | None
+    queue: asyncio.Queue[TurnEvent | None] | None
+    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def emit(self, event: TurnEvent) -> None:
+        if self.queue is not None:
+            self.queue.put_nowait(event)
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        graph: Graph,
+        registry: ThreadRegistry,
+        runs: RunStore,
+        history: CheckpointHistory,
+        settings: RunSettings,
+    ) -> None:
+        self._graph = graph
+        self._registry = registry
+        self._runs = runs
+        self._history = history
+        self._settings = settings
+        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._closing = False
+
+    # -- starting a turn -------------------------------------------------------------------
+
+    async def start(self, request: TurnRequest, *, stream: bool) -> TurnHandle:
+        if self._closing:
+            raise ServiceUnavailable("The service is shutting down; retry on another instance.")
+        fingerprint = request_fingerprint(request.messages, request.checkpoint_id)
+        if request.checkpoint_id is not None:
+            await self._check_checkpoint(request.owner, request.thread_id, request.checkpoint_id)
+        run_id = uuid.uuid4()
+        claim = await self._claim(request, run_id, fingerprint)
+        if claim.existing_run is not None:
+            return self._replay(claim.existing_run, fingerprint, request)
+        assert claim.thread is not None
+        queue: asyncio.Queue[TurnEvent | None] | None = asyncio.Queue() if stream else None
+        turn = _Turn(
+            request=request,
+            run_id=run_id,
+            thread=claim.thread,
+            start_from=request.checkpoint_id or claim.thread.head_checkpoint_id,
+            queue=queue,
+        )
+        task = asyncio.create_task(self._execute(turn), name=f"turn-{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return TurnHandle(run_id=str(run_id), replayed=False, _queue=queue, _task=task)
+
+    def _forget(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # mark retrieved: a client that left does not make this an error
+
+    async def _check_checkpoint(self, owner: str, thread_id: str, checkpoint_id: str) -> None:
+        thread = await self._registry.get(owner, thread_id)
+        if thread is None:
+            raise ThreadNotFound(thread_id)
+        if await self._history.get(thread.thread_key, checkpoint_id) is None:
+            raise CheckpointNotFound(thread_id, checkpoint_id)
+
+    async def _claim(self, request: TurnRequest, run_id: uuid.UUID, fingerprint: str) -> Claim:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (
+            self._settings.busy_wait_seconds if self._settings.busy_mode is BusyMode.WAIT else 0
+        )
+        delay = 0.02
+        while True:
+            claim = await self._runs.claim(
+                owner=request.owner,
+                thread_id=request.thread_id,
+                run_id=run_id,
+                lease_seconds=self._settings.lease_seconds,
+                idempotency_key=request.idempotency_key,
+                request_hash=fingerprint,
+                from_checkpoint_id=request.checkpoint_id,
+            )
+            if claim.thread is not None:
+                return claim
+            if claim.existing_run is not None and claim.existing_run.status != "running":
+                return claim
+            if claim.busy_until is None and claim.existing_run is None:
+                # A thread id never seen before: its first message creates it.
+                await self._registry.ensure(request.owner, request.thread_id)
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ThreadBusy(request.thread_id, self._retry_after(claim.busy_until))
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)
+
+    def _retry_after(self, busy_until: datetime | None) -> int:
+        if busy_until is None:
+            return 1
+        seconds = (busy_until - datetime.now(UTC)).total_seconds()
+        return max(1, min(math.ceil(seconds), 5))
+
+    def _replay(self, run: RunRecord, fingerprint: str, request: TurnRequest) -> TurnHandle:
+        if run.request_hash != fingerprint:
+            raise IdempotencyConflict()
+        if run.response is None:  # pragma: no cover - completed runs always store a response
+            raise ThreadBusy(request.thread_id, 1)
+        return TurnHandle(run_id=str(run.run_id), replayed=True, _result=run.response)
+
+    # -- running it ------------------------------------------------------------------------
+
+    async def _execute(self, turn: _Turn) -> dict[str, Any]:
+        request = turn.request
+        turn.emit(RunStarted(run_id=str(turn.run_id), thread_id=request.thread_id))
+        heartbeat = asyncio.create_task(self._heartbeat(turn))
+        try:
+            async with asyncio.timeout(self._settings.turn_timeout_seconds):
+                result = await self._run_graph(turn)
+        except BaseException as exc:
+            error = self._classify(exc)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._runs.fail(turn.thread.thread_key, turn.run_id, error.code))
+            turn.emit(RunFailed(code=error.code, message=error.message))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise error from exc
+        else:
+            turn.emit(RunDone(result=result))
+            return result
+        finally:
+            heartbeat.cancel()
+            if turn.queue is not None:
+                turn.queue.put_nowait(None)
+
+    def _classify(self, exc: BaseException) -> ServiceError:
+        if isinstance(exc, TimeoutError):
+            return TurnTimeout("The turn took longer than TURN_TIMEOUT_SECONDS; nothing was saved.")
+        if isinstance(exc, asyncio.CancelledError):
+            return ServiceUnavailable("The turn was interrupted by a shutdown; nothing was saved.")
+        if isinstance(exc, GraphRecursionError):
+            return TurnFailed("The agent exceeded RECURSION_LIMIT steps; nothing was saved.")
+        mapped = as_service_error(exc)
+        if mapped is not None:
+            return mapped
+        logger.exception("turn failed", exc_info=exc)
+        return TurnFailed("The agent failed to complete the turn; nothing was saved.")
+
+    async def _heartbeat(self, turn: _Turn) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ok = await self._runs.renew(turn.thread.thread_key, turn.run_id, self._settings.lease_seconds)
+            except Exception:  # noqa: BLE001 - a blip; the next beat retries before expiry
+                logger.warning("lease renewal failed for run %s", turn.run_id)
+                continue
+            if not ok:
+                turn.lease_lost.set()
+                return
+
+    async def _run_graph(self, turn: _Turn) -> dict[str, Any]:
+        request = turn.request
+        inputs = [to_langchain(role, content) for role, content in request.messages]
+        configurable: dict[str, Any] = {"thread_id": str(turn.thread.thread_key)}
+        if turn.start_from is not None:
+            # Always start from the head we know completed (or the fork point), never from
+            # "the latest checkpoint", which could be a partial one of a crashed run.
+            configurable["checkpoint_id"] = turn.start_from
+        config: RunnableConfig = {
+            "configurable": configurable,
+            "metadata": {"run_id": str(turn.run_id)},
+            "recursion_limit": self._settings.recursion_limit,
+            "run_id": turn.run_id,
+        }
+        start_count: int | None = None
+        final: list[BaseMessage] = []
+        checkpoint_id: str | None = None
+        async for mode, payload in self._graph.astream(
+            {"messages": inputs},
+            config,
+            stream_mode=["messages", "updates", "values", "checkpoints"],
+            durability="exit",
+        ):
+            if mode == "values":
+                final = payload["messages"]
+                if start_count is None:
+                    start_count = len(final) - len(inputs)
+            elif mode == "checkpoints":
+                checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
+            elif mode == "messages":
+                chunk = payload[0]
+                if isinstance(chunk, AIMessageChunk) and (delta := text_of(chunk)):
+                    turn.emit(TokenDelta(message_id=chunk.id or "", delta=delta))
+            elif mode == "updates":
+                self._emit_updates(turn, payload)
+        if turn.lease_lost.is_set():
+            raise TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
+        assert start_count is not None and checkpoint_id is not None
+        new = [
+            to_stored(m, seq=start_count + i, run_id=turn.run_id)
+            for i, m in enumerate(final[start_count:])
+        ]
+        result = {
+            "thread_id": request.thread_id,
+            "run_id": str(turn.run_id),
+            "checkpoint_id": checkpoint_id,
+            "messages": [stored_to_json(m) for m in new],
+        }
+        thread = await self._runs.complete(
+            thread_key=turn.thread.thread_key,
+            run_id=turn.run_id,
+            checkpoint_id=checkpoint_id,
+            start_seq=start_count,
+            messages=new,
+            response=result,
+        )
+        if thread is None:
+            raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
+        return result
+
+    @staticmethod
+    def _emit_updates(turn: _Turn, payload: dict[str, Any]) -> None:
+        for update in payload.values():
+            if not isinstance(update, dict):
+                continue
+            for message in update.get("messages", []):
+                if isinstance(message, AIMessage):
+                    for call in message.tool_calls:
+                        turn.emit(
+                            ToolCallStarted(
+                                message_id=message.id or "",
+                                tool_call_id=call["id"] or "",
+                                name=call["name"],
+                                args=call["args"],
+                            )
+                        )
+                    turn.emit(MessageCompleted(message=stored_to_json(to_stored(message, seq=-1, run_id=turn.run_id))))
+                elif isinstance(message, ToolMessage):
+                    turn.emit(
+                        ToolResult(
+                            message_id=message.id or "",
+                            tool_call_id=message.tool_call_id,
+                            name=message.name or "",
+                            content=text_of(message),
+                        )
+                    )
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Refuse new turns, let running ones finish within the grace period, cancel the rest."""
+        self._closing = True
+        tasks = set(self._tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,139 @@
+"""Service settings, read from the environment (and an optional `.env` file).
+
+Each group is its own model so a reader finds every knob of one concern in one place; the
+environment names are flat (`DB_POOL_MAX_SIZE`, not `DATABASE__POOL_MAX_SIZE`) because they are
+the names the seed and Databricks Apps already use. Every name is documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class AuthMode(StrEnum):
+    NONE = "none"
+    API_KEY = "api_key"
+    DATABRICKS = "databricks"
+
+
+class BusyMode(StrEnum):
+    REJECT = "reject"
+    WAIT = "wait"
+
+
+def default_embedded_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data when no folder is configured.
+
+    The embedded server runs as a separate system user when we are root and must be able to
+    traverse every parent folder; it makes them world-readable to get there. So as root the data
+    lives under /var/lib, never under the root user's home.
+    """
+    if os.name != "nt" and os.geteuid() == 0:
+        return Path("/var/lib/lakebase-memory-agent/pgdata")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lakebase-memory-agent" / "pgdata"
+
+
+class _Group(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+
+class DatabaseSettings(_Group):
+    url: SecretStr | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="PostgreSQL URL. Unset: an embedded PostgreSQL is started under EMBEDDED_PG_DIR.",
+    )
+    embedded_dir: Path = Field(default_factory=default_embedded_dir, validation_alias="EMBEDDED_PG_DIR")
+    pool_min_size: int = Field(default=1, ge=0, validation_alias="DB_POOL_MIN_SIZE")
+    pool_max_size: int = Field(default=10, ge=1, validation_alias="DB_POOL_MAX_SIZE")
+    pool_timeout: float = Field(default=30.0, gt=0, validation_alias="DB_POOL_TIMEOUT")
+    pool_max_idle: float = Field(default=300.0, gt=0, validation_alias="DB_POOL_MAX_IDLE")
+    pool_max_lifetime: float = Field(default=1800.0, gt=0, validation_alias="DB_POOL_MAX_LIFETIME")
+    # psycopg's prepare_threshold; -1 turns prepared statements off (needed behind transaction poolers).
+    prepare_threshold: int = Field(default=0, ge=-1, validation_alias="DB_PREPARE_THRESHOLD")
+    load_sample_data: bool = Field(default=True, validation_alias="LOAD_SAMPLE_DATA")
+
+
+class AuthSettings(_Group):
+    mode: AuthMode = Field(default=AuthMode.NONE, validation_alias="AUTH_MODE")
+    # "key:owner,key:owner". A SecretStr so a settings dump or a traceback never shows the keys.
+    api_keys: SecretStr = Field(default=SecretStr(""), validation_alias="API_KEYS")
+    local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
+
+    def api_key_owners(self) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        for item in self.api_keys.get_secret_value().split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, owner = item.partition(":")
+            if not sep or not key.strip() or not owner.strip():
+                raise ValueError("API_KEYS must be a comma-separated list of key:owner pairs")
+            owners[key.strip()] = owner.strip()
+        return owners
+
+
+class ModelSettings(_Group):
+    provider: str = Field(default="offline", validation_alias="MODEL_PROVIDER")
+    # Pause between streamed tokens of the offline model; 0 in production, >0 to see streaming.
+    offline_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="OFFLINE_TOKEN_DELAY_MS")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value != "offline":
+            raise ValueError(
+                f"MODEL_PROVIDER={value!r} is not available in this version; use 'offline'"
+            )
+        return value
+
+
+class RunSettings(_Group):
+    busy_mode: BusyMode = Field(default=BusyMode.REJECT, validation_alias="THREAD_BUSY_MODE")
+    busy_wait_seconds: float = Field(default=10.0, ge=0, validation_alias="THREAD_BUSY_WAIT_SECONDS")
+    lease_seconds: float = Field(default=30.0, ge=2, validation_alias="RUN_LEASE_SECONDS")
+    turn_timeout_seconds: float = Field(default=300.0, gt=0, validation_alias="TURN_TIMEOUT_SECONDS")
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
+    recursion_limit: int = Field(default=25, ge=4, validation_alias="RECURSION_LIMIT")
+
+
+class LimitSettings(_Group):
+    max_content_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_CONTENT_CHARS")
+    max_messages_per_request: int = Field(default=20, ge=1, validation_alias="MAX_MESSAGES_PER_REQUEST")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="MAX_BODY_BYTES")
+    max_page_size: int = Field(default=200, ge=1, validation_alias="MAX_PAGE_SIZE")
+    max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
+
+
+class ServerSettings(_Group):
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DATABRICKS_APP_PORT")
+    )
+    log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="CORS_ORIGINS")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+class Settings(_Group):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    runs: RunSettings = Field(default_factory=RunSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
