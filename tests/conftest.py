@@ -1,0 +1,140 @@
+"""Test fixtures: a fresh real PostgreSQL database per session, and the app with its lifespan.
+
+Database: TEST_DATABASE_URL if set, else the server on 127.0.0.1:5432 when it answers, else the
+embedded PostgreSQL the service itself uses. A new database is created for the session and
+dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from app.main import create_app
+from app.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    LimitSettings,
+    ModelSettings,
+    RunSettings,
+    ServerSettings,
+    Settings,
+)
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> Iterator[str]:
+    """A URL to a maintenance database on a server the tests may create databases on."""
+    explicit = os.environ.get("TEST_DATABASE_URL")
+    if explicit:
+        yield explicit
+        return
+    if _reachable(LOCAL_SERVER):
+        yield LOCAL_SERVER
+        return
+    from app.memory.embedded import start_embedded
+
+    folder = Path(tempfile.mkdtemp(prefix="lma-test-pg-", dir="/var/tmp" if os.geteuid() == 0 else None))
+    server = start_embedded(folder / "pgdata")
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str) -> Iterator[str]:
+    name = f"lma_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    yield make_conninfo(**params)  # type: ignore[arg-type]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_settings(database_url: str, **groups: Any) -> Settings:
+    """Settings for a test app: the session database plus any group overrides (as dicts)."""
+    values: dict[str, Any] = {"url": database_url, "pool_min_size": 1, "pool_max_size": 8}
+    values.update(groups.pop("database", {}))
+    return Settings(
+        database=DatabaseSettings(**values),
+        auth=AuthSettings(**groups.pop("auth", {})),
+        model=ModelSettings(**groups.pop("model", {})),
+        runs=RunSettings(**groups.pop("runs", {})),
+        limits=LimitSettings(**groups.pop("limits", {})),
+        server=ServerSettings(**groups.pop("server", {})),
+    )
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app with its lifespan running, and a client that talks to it over ASGI."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+            yield app, client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def real_server(settings: Settings) -> AsyncIterator[str]:
+    """The app served by uvicorn on 127.0.0.1 (for what ASGI transport cannot show: disconnects)."""
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(600):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(make_settings(database_url)) as (_, c):
+        yield c
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
