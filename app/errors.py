@@ -89,9 +89,7 @@ class IdempotencyConflict(ServiceError):
     code = "idempotency_key_reused"
 
     def __init__(self) -> None:
-        super().__init__(
-            "This Idempotency-Key was already used for a different request on this thread."
-        )
+        super().__init__("This Idempotency-Key was already used for a different request on this thread.")
 
 
 class TurnFailed(ServiceError):
@@ -143,6 +141,9 @@ def as_service_error(exc: BaseException) -> ServiceError | None:
         return exc
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError):
         return DatabaseUnavailable()
+    if isinstance(exc, psycopg.DataError):
+        # Input the schemas let through but PostgreSQL cannot store: the client's to fix.
+        return InvalidInput("A value in the request cannot be stored (for example a NUL character).")
     return None
 
 
@@ -184,14 +185,14 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         mapped = as_service_error(exc)
         if mapped is not None:
-            logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            logger.warning(
+                "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+            )
             return error_response(mapped)
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(

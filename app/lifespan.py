@@ -7,11 +7,13 @@ of them run turns through the same pool, graph and services.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
 
 from app.agent.graph import build_graph
 from app.agent.model_factory import build_model
@@ -41,16 +43,23 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: Settings,
+    *,
+    model: BaseChatModel | None = None,
+    tools: Sequence[BaseTool] | None = None,
+) -> AsyncIterator[Resources]:
+    """Open everything; `model` and `tools` replace the ones settings would choose (embedding
+    the agent with your own model or tools)."""
     async with open_database(settings.database) as database:
         pool = database.pool
         saver = PooledPostgresSaver(pool)
         await migrate(pool, saver)
         if settings.database.load_sample_data:
             await load_sample_data(pool)
-        tools = build_local_tools(pool)
+        tools = list(tools) if tools is not None else build_local_tools(pool)
         graph = build_graph(
-            model=build_model(settings.model),
+            model=model or build_model(settings.model),
             tools=tools,
             system_prompt=render_system_prompt(DEFAULT_SYSTEM_PROMPT, tools),
             checkpointer=saver,
@@ -64,9 +73,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             history=history,
             settings=settings.runs,
         )
-        threads = ThreadService(
-            graph=graph, registry=registry, transcript=Transcript(pool), history=history
-        )
+        threads = ThreadService(graph=graph, registry=registry, transcript=Transcript(pool), history=history)
         try:
             yield Resources(settings=settings, database=database, runs=runs, threads=threads)
         finally:

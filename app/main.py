@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import health, history, messages, threads
-from app.api.body_limit import BodySizeLimit
+from app.api.guards import BodySizeLimit, RejectNul
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
 from app.settings import Settings
@@ -37,4 +37,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RejectNul)
     return app

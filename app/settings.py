@@ -41,9 +41,7 @@ def default_embedded_dir() -> Path:
 
 
 class _Group(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", frozen=True, populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True)
 
 
 class DatabaseSettings(_Group):
@@ -91,9 +89,7 @@ class ModelSettings(_Group):
     @classmethod
     def _known_provider(cls, value: str) -> str:
         if value != "offline":
-            raise ValueError(
-                f"MODEL_PROVIDER={value!r} is not available in this version; use 'offline'"
-            )
+            raise ValueError(f"MODEL_PROVIDER={value!r} is not available in this version; use 'offline'")
         return value
 
 

@@ -67,9 +67,7 @@ class ThreatRow:
     description: str
 
 
-def generate(
-    *, seed: int = 7, users: int = 20, threats: int = 100
-) -> tuple[list[UserRow], list[ThreatRow]]:
+def generate(*, seed: int = 7, users: int = 20, threats: int = 100) -> tuple[list[UserRow], list[ThreatRow]]:
     rng = random.Random(seed)
     names = rng.sample([f"{f} {last}" for f in FIRST_NAMES for last in LAST_NAMES], users)
     user_rows = []
@@ -87,7 +85,9 @@ def generate(
     start = datetime(2025, 1, 1)
     threat_rows = []
     for i in range(1, threats + 1):
-        kind = THREAT_TYPES[(i - 1) % len(THREAT_TYPES)] if i <= len(THREAT_TYPES) else rng.choice(THREAT_TYPES)
+        kind = (
+            THREAT_TYPES[(i - 1) % len(THREAT_TYPES)] if i <= len(THREAT_TYPES) else rng.choice(THREAT_TYPES)
+        )
         threat_rows.append(
             ThreatRow(
                 threat_id=1000 + i,

@@ -80,7 +80,9 @@ def build_local_tools(pool: Pool) -> list[BaseTool]:
             row = await cur.fetchone()
         if row is None:
             return f"No user has the IP address {wanted!r}."
-        return format_fields([(key, row[key]) for key in ("user_name", "department", "email", "ip_address", "location")])
+        return format_fields(
+            [(key, row[key]) for key in ("user_name", "department", "email", "ip_address", "location")]
+        )
 
     return [
         StructuredTool.from_function(coroutine=get_cyber_threat_info, name=THREAT_TOOL),

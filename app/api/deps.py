@@ -59,13 +59,13 @@ def current_owner(request: Request, resources: ResourcesDep) -> str:
                     return owner
         raise Unauthorized("Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
     # Databricks Apps: the platform authenticates the user and forwards who it is.
-    owner = request.headers.get("x-forwarded-email") or request.headers.get("x-forwarded-user")
-    if not owner:
+    forwarded = request.headers.get("x-forwarded-email") or request.headers.get("x-forwarded-user")
+    if not forwarded or not forwarded.strip():
         raise Unauthorized(
             "No X-Forwarded-Email or X-Forwarded-User header: with AUTH_MODE=databricks the"
             " service must be reached through Databricks Apps."
         )
-    return owner.strip()
+    return forwarded.strip()
 
 
 OwnerDep = Annotated[str, Depends(current_owner)]

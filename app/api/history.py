@@ -61,7 +61,9 @@ async def get_state(
     thread_id: ThreadIdDep,
     owner: OwnerDep,
     threads: ThreadsDep,
-    checkpoint_id: Annotated[str | None, Query(max_length=64, description="Default: the thread's head.")] = None,
+    checkpoint_id: Annotated[
+        str | None, Query(max_length=64, description="Default: the thread's head.")
+    ] = None,
 ) -> StateOut:
     """The full state (every message) of the thread at a checkpoint."""
     thread = await threads.get(owner, thread_id)

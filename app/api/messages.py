@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from app.agent.messages import stored_to_json
 from app.api.cursors import decode_cursor, encode_cursor
 from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep, ThreadsDep
 from app.api.schemas import ErrorBody, MessageOut, MessagePage, TurnIn, TurnOut
 from app.api.threads import ERRORS
-from app.agent.messages import stored_to_json
 from app.errors import InvalidInput
 from app.services.runs import TurnRequest
 from app.settings import LimitSettings
@@ -30,16 +30,24 @@ _SSE_DOC = (
 def _turn_messages(body: TurnIn, limits: LimitSettings) -> list[tuple[str, str]]:
     if (body.content is None) == (body.messages is None):
         raise InvalidInput("Send either `content` or `messages`, not both or neither.")
-    items = [("user", body.content or "")] if body.messages is None else [(m.role, m.content) for m in body.messages]
+    items: list[tuple[str, str]] = (
+        [("user", body.content or "")]
+        if body.messages is None
+        else [(m.role, m.content) for m in body.messages]
+    )
     if not items:
         raise InvalidInput("`messages` must not be empty.")
     if len(items) > limits.max_messages_per_request:
-        raise InvalidInput(f"At most {limits.max_messages_per_request} messages per request (MAX_MESSAGES_PER_REQUEST).")
+        raise InvalidInput(
+            f"At most {limits.max_messages_per_request} messages per request (MAX_MESSAGES_PER_REQUEST)."
+        )
     for _, content in items:
         if not content.strip():
             raise InvalidInput("Message content must not be empty.")
         if len(content) > limits.max_content_chars:
-            raise InvalidInput(f"Message content is longer than MAX_CONTENT_CHARS ({limits.max_content_chars}).")
+            raise InvalidInput(
+                f"Message content is longer than MAX_CONTENT_CHARS ({limits.max_content_chars})."
+            )
     if items[-1][0] != "user":
         raise InvalidInput("The last message of a turn must have the role 'user'.")
     return items
@@ -57,7 +65,10 @@ def _wants_stream(request: Request, stream: bool | None) -> bool:
     description="Run one turn of the agent on the thread (created if new). " + _SSE_DOC,
     responses={
         **ERRORS,
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The turn's new messages, or its SSE stream"},
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "The turn's new messages, or its SSE stream",
+        },
         409: {"model": ErrorBody, "description": "thread_busy: another turn is running (see Retry-After)"},
         413: {"model": ErrorBody, "description": "Body larger than MAX_BODY_BYTES"},
         502: {"model": ErrorBody, "description": "turn_failed: the agent failed; nothing was saved"},
@@ -71,10 +82,14 @@ async def send_message(
     owner: OwnerDep,
     runs: RunsDep,
     limits: LimitsDep,
-    stream: Annotated[bool | None, Query(description="Stream as SSE (same as Accept: text/event-stream).")] = None,
+    stream: Annotated[
+        bool | None, Query(description="Stream as SSE (same as Accept: text/event-stream).")
+    ] = None,
     idempotency_key: Annotated[
         str | None,
-        Header(description="A retried request with the same key returns the first result without running again."),
+        Header(
+            description="A retried request with the same key returns the first result without running again."
+        ),
     ] = None,
 ) -> Response:
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -111,7 +126,9 @@ async def list_messages(
     cursor = decode_cursor(before)
     if cursor is not None and not isinstance(cursor, int):
         raise InvalidInput("The `before` cursor is not one this service issued.")
-    rows, previous = await threads.messages(owner, thread_id, limit=min(limit, limits.max_page_size), before=cursor)
+    rows, previous = await threads.messages(
+        owner, thread_id, limit=min(limit, limits.max_page_size), before=cursor
+    )
     return MessagePage(
         messages=[MessageOut.model_validate(stored_to_json(m)) for m in rows],
         next_cursor=encode_cursor(previous) if previous is not None else None,

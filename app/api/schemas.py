@@ -31,7 +31,9 @@ class ErrorBody(BaseModel):
 class ThreadCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"thread_id": "t1", "title": "Malware triage", "metadata": {"team": "soc"}}]},
+        json_schema_extra={
+            "examples": [{"thread_id": "t1", "title": "Malware triage", "metadata": {"team": "soc"}}]
+        },
     )
 
     thread_id: str | None = Field(
@@ -47,7 +49,8 @@ class ThreadPatch(BaseModel):
     """Fields to change. `title: null` clears the title; `metadata` keys are merged in."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"title": "Renamed", "metadata": {"priority": "high"}}]}
+        extra="forbid",
+        json_schema_extra={"examples": [{"title": "Renamed", "metadata": {"priority": "high"}}]},
     )
 
     title: str | None = Field(default=None, max_length=200)
@@ -137,7 +140,11 @@ class TurnOut(BaseModel):
                     "checkpoint_id": "1f0c3a3e-7b51-6d2c-8005-2b6c1c7f9e10",
                     "messages": [
                         {"id": "m1", "role": "user", "content": "What was their IP address?"},
-                        {"id": "m2", "role": "assistant", "content": "Their IP address is 10.4.17.23 (Alice Smith)."},
+                        {
+                            "id": "m2",
+                            "role": "assistant",
+                            "content": "Their IP address is 10.4.17.23 (Alice Smith).",
+                        },
                     ],
                 }
             ]

@@ -51,8 +51,15 @@ def _check_metadata(metadata: dict[str, object] | None, limits: LimitSettings) -
         raise InvalidInput("metadata must not contain NUL characters.")
 
 
-@router.post("", status_code=201, response_model=ThreadOut, responses={**ERRORS, 409: {"model": ErrorBody, "description": "Thread id already used"}})
-async def create_thread(body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep) -> ThreadOut:
+@router.post(
+    "",
+    status_code=201,
+    response_model=ThreadOut,
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Thread id already used"}},
+)
+async def create_thread(
+    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+) -> ThreadOut:
     """Create a thread. Threads are also created implicitly by their first message."""
     _check_metadata(body.metadata, limits)
     thread_id = body.thread_id or str(uuid.uuid4())
@@ -76,7 +83,7 @@ async def list_threads(
             position = (datetime.fromisoformat(cursor[0]), str(cursor[1]))
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise InvalidInput("The `before` cursor is not one this service issued.") from exc
-    page = await threads.list(owner, limit=min(limit, limits.max_page_size), before=position)
+    page = await threads.page(owner, limit=min(limit, limits.max_page_size), before=position)
     next_cursor = (
         encode_cursor([page.next_cursor[0].isoformat(), page.next_cursor[1]]) if page.next_cursor else None
     )

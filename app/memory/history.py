@@ -49,8 +49,7 @@ class CheckpointHistory:
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(CheckpointRecord))
             await cur.execute(
-                _SELECT
-                + "   AND (%(before)s::text IS NULL OR c.checkpoint_id < %(before)s)"
+                _SELECT + "   AND (%(before)s::text IS NULL OR c.checkpoint_id < %(before)s)"
                 " ORDER BY c.checkpoint_id DESC LIMIT %(limit)s",
                 {"key": thread_key, "key_text": str(thread_key), "before": before, "limit": limit + 1},
             )
@@ -63,8 +62,7 @@ class CheckpointHistory:
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(CheckpointRecord))
             await cur.execute(
-                _SELECT
-                + "   AND c.checkpoint_id = %(checkpoint_id)s",
+                _SELECT + "   AND c.checkpoint_id = %(checkpoint_id)s",
                 {"key": thread_key, "key_text": str(thread_key), "checkpoint_id": checkpoint_id},
             )
             return await cur.fetchone()

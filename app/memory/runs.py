@@ -125,9 +125,12 @@ class RunStore:
             row = await state.fetchone()
         if row is None:
             return Claim(thread=None)
-        if row[2] and idempotency_key is not None:
-            return Claim(thread=None, existing_run=await self.find_by_key(row[0], idempotency_key))
-        return Claim(thread=None, busy_until=row[1])
+        thread_key, lease_expires_at, key_used = row
+        if key_used and idempotency_key is not None:
+            assert isinstance(thread_key, uuid.UUID)
+            return Claim(thread=None, existing_run=await self.find_by_key(thread_key, idempotency_key))
+        assert lease_expires_at is None or isinstance(lease_expires_at, datetime)
+        return Claim(thread=None, busy_until=lease_expires_at)
 
     async def renew(self, thread_key: uuid.UUID, run_id: uuid.UUID, lease_seconds: float) -> bool:
         async with self._pool.connection() as conn:

@@ -8,9 +8,9 @@ bookkeeping is not safe to run twice at once.
 from __future__ import annotations
 
 import logging
+from typing import LiteralString
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from typing import LiteralString
 
 from app.memory.pool import Pool
 
@@ -95,7 +95,8 @@ MIGRATIONS: list[list[LiteralString]] = [
         """,
         """
         CREATE INDEX IF NOT EXISTS cyber_threat_type_ts_idx
-        ON cyber_threat_detection (regexp_replace(lower(threat_type), '[^a-z0-9]', '', 'g'), event_timestamp DESC)
+        ON cyber_threat_detection
+            (regexp_replace(lower(threat_type), '[^a-z0-9]', '', 'g'), event_timestamp DESC)
         """,
         """
         CREATE TABLE IF NOT EXISTS user_info (

@@ -82,9 +82,7 @@ class ThreadRegistry:
         async with self._pool.connection() as conn:
             return await self._select(conn, owner, thread_id)
 
-    async def list(
-        self, owner: str, *, limit: int, before: tuple[datetime, str] | None
-    ) -> ThreadPage:
+    async def page(self, owner: str, *, limit: int, before: tuple[datetime, str] | None) -> ThreadPage:
         """Newest activity first; `before` is the (last_activity_at, thread_id) of the last row seen."""
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
@@ -147,7 +145,7 @@ class ThreadRegistry:
             key = str(row[0])
             # The checkpointer's tables (langgraph-checkpoint-postgres schema), same transaction.
             for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
-                await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (key,))  # type: ignore[arg-type]
+                await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (key,))
             return True
 
     @staticmethod

@@ -22,8 +22,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.errors import GraphRecursionError
+from langgraph.graph.state import CompiledStateGraph
 
 from app.agent.messages import request_fingerprint, stored_to_json, text_of, to_langchain, to_stored
 from app.errors import (
@@ -276,12 +276,13 @@ class RunService:
         start_count: int | None = None
         final: list[BaseMessage] = []
         checkpoint_id: str | None = None
-        async for mode, payload in self._graph.astream(
+        stream: AsyncIterator[tuple[str, Any]] = self._graph.astream(  # type: ignore[assignment]
             {"messages": inputs},
             config,
             stream_mode=["messages", "updates", "values", "checkpoints"],
             durability="exit",
-        ):
+        )
+        async for mode, payload in stream:
             if mode == "values":
                 final = payload["messages"]
                 if start_count is None:
@@ -298,8 +299,7 @@ class RunService:
             raise TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
         assert start_count is not None and checkpoint_id is not None
         new = [
-            to_stored(m, seq=start_count + i, run_id=turn.run_id)
-            for i, m in enumerate(final[start_count:])
+            to_stored(m, seq=start_count + i, run_id=turn.run_id) for i, m in enumerate(final[start_count:])
         ]
         result = {
             "thread_id": request.thread_id,
@@ -335,7 +335,11 @@ class RunService:
                                 args=call["args"],
                             )
                         )
-                    turn.emit(MessageCompleted(message=stored_to_json(to_stored(message, seq=-1, run_id=turn.run_id))))
+                    turn.emit(
+                        MessageCompleted(
+                            message=stored_to_json(to_stored(message, seq=-1, run_id=turn.run_id))
+                        )
+                    )
                 elif isinstance(message, ToolMessage):
                     turn.emit(
                         ToolResult(

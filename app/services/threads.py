@@ -51,8 +51,8 @@ class ThreadService:
             raise ThreadNotFound(thread_id)
         return record
 
-    async def list(self, owner: str, *, limit: int, before: tuple[datetime, str] | None) -> ThreadPage:
-        return await self._registry.list(owner, limit=limit, before=before)
+    async def page(self, owner: str, *, limit: int, before: tuple[datetime, str] | None) -> ThreadPage:
+        return await self._registry.page(owner, limit=limit, before=before)
 
     async def update(
         self,

@@ -26,10 +26,14 @@ async def test_second_message_while_a_turn_runs_gets_409(database_url: str) -> N
     async with running_app(make_settings(database_url, model=SLOW)) as (_, client):
         thread_id = unique()
         first = asyncio.create_task(
-            client.post(f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"})
+            client.post(
+                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
+            )
         )
         await _wait_busy(client, thread_id)
-        second = await client.post(f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"})
+        second = await client.post(
+            f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"}
+        )
         assert second.status_code == 409
         assert second.json()["error"]["code"] == "thread_busy"
         assert 1 <= int(second.headers["retry-after"]) <= 5
@@ -38,7 +42,9 @@ async def test_second_message_while_a_turn_runs_gets_409(database_url: str) -> N
         assert other.status_code == 200
         assert (await first).status_code == 200
         transcript = (await client.get(f"/threads/{thread_id}/messages")).json()["messages"]
-        assert [m["content"] for m in transcript if m["role"] == "user"] == ["Who committed the latest malware threat?"]
+        assert [m["content"] for m in transcript if m["role"] == "user"] == [
+            "Who committed the latest malware threat?"
+        ]
         assert (await client.get(f"/threads/{thread_id}")).json()["status"] == "idle"
 
 
@@ -47,15 +53,21 @@ async def test_wait_mode_queues_the_second_message(database_url: str) -> None:
     async with running_app(settings) as (_, client):
         thread_id = unique()
         first = asyncio.create_task(
-            client.post(f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"})
+            client.post(
+                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
+            )
         )
         await _wait_busy(client, thread_id)
-        second = await client.post(f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"})
+        second = await client.post(
+            f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"}
+        )
         assert (await first).status_code == 200
         assert second.status_code == 200
         # The queued turn ran after the first and saw its result.
         ip = next(m for m in (await first).json()["messages"] if m.get("name") == "get_user_info")
-        assert ip["content"].split("ip_address: ")[1].split(";")[0] in second.json()["messages"][-1]["content"]
+        assert (
+            ip["content"].split("ip_address: ")[1].split(";")[0] in second.json()["messages"][-1]["content"]
+        )
 
 
 async def test_wait_mode_gives_up_after_the_configured_time(database_url: str) -> None:
@@ -63,7 +75,9 @@ async def test_wait_mode_gives_up_after_the_configured_time(database_url: str) -
     async with running_app(settings) as (_, client):
         thread_id = unique()
         first = asyncio.create_task(
-            client.post(f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"})
+            client.post(
+                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
+            )
         )
         await _wait_busy(client, thread_id)
         second = await client.post(f"/threads/{thread_id}/messages", json={"content": "hi"})
@@ -77,7 +91,8 @@ async def test_lease_of_a_crashed_process_expires(client: httpx.AsyncClient, dat
     with psycopg.connect(database_url, autocommit=True) as conn:
         # A live lease held by some other process: the thread is busy.
         conn.execute(
-            "UPDATE lma_threads SET lease_run_id = gen_random_uuid(), lease_expires_at = now() + interval '1 hour'"
+            "UPDATE lma_threads SET lease_run_id = gen_random_uuid(),"
+            " lease_expires_at = now() + interval '1 hour'"
             " WHERE thread_id = %s",
             (thread_id,),
         )
@@ -98,7 +113,9 @@ async def test_lease_is_renewed_during_a_long_turn(database_url: str) -> None:
     async with running_app(settings) as (_, client):
         thread_id = unique()
         first = asyncio.create_task(
-            client.post(f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"})
+            client.post(
+                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
+            )
         )
         await _wait_busy(client, thread_id)
         await asyncio.sleep(2.5)  # past the first lease's expiry

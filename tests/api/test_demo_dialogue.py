@@ -54,7 +54,9 @@ async def test_demo_dialogue_names_the_user_then_answers_from_memory(
     assert "don't know" in other["messages"][-1]["content"]
 
 
-async def test_threat_tool_filters_by_the_type_asked_for(client: httpx.AsyncClient, database_url: str) -> None:
+async def test_threat_tool_filters_by_the_type_asked_for(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
     """The seed's SQL compared the column with itself; ours must return the asked type."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(

@@ -17,7 +17,10 @@ async def test_history_lists_one_checkpoint_per_turn_newest_first(client: httpx.
     thread_id = unique()
     turns = [await _send(client, thread_id, f"hello number {i}") for i in range(5)]
     page = (await client.get(f"/threads/{thread_id}/history", params={"limit": 2})).json()
-    assert [c["checkpoint_id"] for c in page["checkpoints"]] == [turns[4]["checkpoint_id"], turns[3]["checkpoint_id"]]
+    assert [c["checkpoint_id"] for c in page["checkpoints"]] == [
+        turns[4]["checkpoint_id"],
+        turns[3]["checkpoint_id"],
+    ]
     head = page["checkpoints"][0]
     assert head["is_head"] is True and page["checkpoints"][1]["is_head"] is False
     assert head["parent_checkpoint_id"] == turns[3]["checkpoint_id"]
@@ -28,7 +31,9 @@ async def test_history_lists_one_checkpoint_per_turn_newest_first(client: httpx.
     collected = [c["checkpoint_id"] for c in page["checkpoints"]]
     cursor = page["next_cursor"]
     while cursor:
-        page = (await client.get(f"/threads/{thread_id}/history", params={"limit": 2, "before": cursor})).json()
+        page = (
+            await client.get(f"/threads/{thread_id}/history", params={"limit": 2, "before": cursor})
+        ).json()
         collected += [c["checkpoint_id"] for c in page["checkpoints"]]
         cursor = page["next_cursor"]
     assert collected == [t["checkpoint_id"] for t in reversed(turns)]
@@ -39,7 +44,9 @@ async def test_state_at_a_checkpoint_is_the_conversation_then(client: httpx.Asyn
     first = await _send(client, thread_id, "Who committed the latest malware threat?")
     await _send(client, thread_id, "What was their IP address?")
 
-    then = (await client.get(f"/threads/{thread_id}/state", params={"checkpoint_id": first["checkpoint_id"]})).json()
+    then = (
+        await client.get(f"/threads/{thread_id}/state", params={"checkpoint_id": first["checkpoint_id"]})
+    ).json()
     assert then["checkpoint"]["checkpoint_id"] == first["checkpoint_id"]
     assert [m["id"] for m in then["messages"]] == [m["id"] for m in first["messages"]]
     assert then["next"] == []
@@ -54,9 +61,7 @@ async def test_fork_from_an_earlier_checkpoint(client: httpx.AsyncClient) -> Non
     old = await _send(client, thread_id, "What was their IP address?")
 
     # Fork from the end of the first turn and ask something else.
-    fork = await _send(
-        client, thread_id, "What was their email?", checkpoint_id=first["checkpoint_id"]
-    )
+    fork = await _send(client, thread_id, "What was their email?", checkpoint_id=first["checkpoint_id"])
     assert "@example.com" in fork["messages"][-1]["content"]
 
     thread = (await client.get(f"/threads/{thread_id}")).json()
@@ -72,7 +77,9 @@ async def test_fork_from_an_earlier_checkpoint(client: httpx.AsyncClient) -> Non
     by_id = {c["checkpoint_id"]: c for c in history}
     assert by_id[fork["checkpoint_id"]]["parent_checkpoint_id"] == first["checkpoint_id"]
     assert by_id[old["checkpoint_id"]]["parent_checkpoint_id"] == first["checkpoint_id"]
-    old_state = (await client.get(f"/threads/{thread_id}/state", params={"checkpoint_id": old["checkpoint_id"]})).json()
+    old_state = (
+        await client.get(f"/threads/{thread_id}/state", params={"checkpoint_id": old["checkpoint_id"]})
+    ).json()
     assert old_state["messages"][-1]["content"] == old["messages"][-1]["content"]
 
     # The next plain turn continues the new branch.
@@ -92,7 +99,9 @@ async def test_transcript_pages_oldest_first_within_a_page(client: httpx.AsyncCl
     seen = page["messages"]
     while page["next_cursor"]:
         page = (
-            await client.get(f"/threads/{thread_id}/messages", params={"limit": 5, "before": page["next_cursor"]})
+            await client.get(
+                f"/threads/{thread_id}/messages", params={"limit": 5, "before": page["next_cursor"]}
+            )
         ).json()
         seen = page["messages"] + seen
     assert len(seen) == 12

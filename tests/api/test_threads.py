@@ -10,7 +10,9 @@ from tests.conftest import unique
 
 async def test_create_get_patch_thread(client: httpx.AsyncClient) -> None:
     thread_id = unique()
-    created = await client.post("/threads", json={"thread_id": thread_id, "title": "Triage", "metadata": {"team": "soc"}})
+    created = await client.post(
+        "/threads", json={"thread_id": thread_id, "title": "Triage", "metadata": {"team": "soc"}}
+    )
     assert created.status_code == 201
     body = created.json()
     assert body["thread_id"] == thread_id
@@ -70,12 +72,18 @@ async def test_list_is_newest_activity_first_and_paginates(client: httpx.AsyncCl
     assert len(seen) == len(set(seen))  # no duplicates across pages
 
 
-async def test_delete_removes_thread_transcript_and_checkpoints(client: httpx.AsyncClient, database_url: str) -> None:
+async def test_delete_removes_thread_transcript_and_checkpoints(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
     thread_id = unique()
     for text in ("Who committed the latest malware threat?", "What was their IP address?"):
-        assert (await client.post(f"/threads/{thread_id}/messages", json={"content": text})).status_code == 200
+        assert (
+            await client.post(f"/threads/{thread_id}/messages", json={"content": text})
+        ).status_code == 200
     with psycopg.connect(database_url) as conn:
-        key = conn.execute("SELECT thread_key::text FROM lma_threads WHERE thread_id = %s", (thread_id,)).fetchone()[0]
+        key = conn.execute(
+            "SELECT thread_key::text FROM lma_threads WHERE thread_id = %s", (thread_id,)
+        ).fetchone()[0]
 
         def counts() -> list[int]:
             return [
@@ -97,5 +105,7 @@ async def test_delete_removes_thread_transcript_and_checkpoints(client: httpx.As
     assert (await client.get(f"/threads/{thread_id}")).status_code == 404
     assert (await client.delete(f"/threads/{thread_id}")).status_code == 404
     # The id can be used again, and the new thread starts with no memory.
-    again = await client.post(f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"})
+    again = await client.post(
+        f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"}
+    )
     assert "don't know" in again.json()["messages"][-1]["content"]

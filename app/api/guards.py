@@ -1,35 +1,62 @@
-"""Pure ASGI middleware that refuses request bodies over MAX_BODY_BYTES with 413.
-
-Checked up front from Content-Length, and while reading for chunked bodies, so an oversized
-body is never buffered whole.
-"""
+"""Pure ASGI request guards that run before any route: body size and NUL characters."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_body
 
 
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RejectNul:
+    """NUL can never be stored in PostgreSQL text: refuse it in the path or query string up
+    front, for every route (bodies are checked by their schemas)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        ):
+            await send_error(send, 422, "invalid_input", "The URL must not contain NUL characters.")
+            return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
+    """Refuse request bodies over MAX_BODY_BYTES with 413: checked up front from
+    Content-Length, and while reading chunked bodies, so an oversized body is never buffered."""
+
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            error_body("payload_too_large", f"The request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES).")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-            }
+        await send_error(
+            send,
+            413,
+            "payload_too_large",
+            f"The request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES).",
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
