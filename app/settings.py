@@ -56,6 +56,8 @@ class DatabaseSettings(_Group):
     pool_timeout: float = Field(default=30.0, gt=0, validation_alias="DB_POOL_TIMEOUT")
     pool_max_idle: float = Field(default=300.0, gt=0, validation_alias="DB_POOL_MAX_IDLE")
     pool_max_lifetime: float = Field(default=1800.0, gt=0, validation_alias="DB_POOL_MAX_LIFETIME")
+    # A pooled connection idle longer than this is checked with a round trip before use.
+    check_idle_after: float = Field(default=2.0, ge=0, validation_alias="DB_POOL_CHECK_IDLE_AFTER")
     # psycopg's prepare_threshold; -1 turns prepared statements off (needed behind transaction poolers).
     prepare_threshold: int = Field(default=0, ge=-1, validation_alias="DB_PREPARE_THRESHOLD")
     load_sample_data: bool = Field(default=True, validation_alias="LOAD_SAMPLE_DATA")

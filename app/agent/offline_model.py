@@ -273,7 +273,12 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._generate(messages, stop, None, **kwargs)
+        result = self._generate(messages, stop, None, **kwargs)
+        if self.token_delay_seconds:
+            # Take as long as streaming the same answer would.
+            tokens = len(self._chunks(decide(messages, self._tool_names(kwargs))))
+            await asyncio.sleep(self.token_delay_seconds * tokens)
+        return result
 
     def _stream(
         self,

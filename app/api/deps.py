@@ -59,13 +59,14 @@ def current_owner(request: Request, resources: ResourcesDep) -> str:
                     return owner
         raise Unauthorized("Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
     # Databricks Apps: the platform authenticates the user and forwards who it is.
-    forwarded = request.headers.get("x-forwarded-email") or request.headers.get("x-forwarded-user")
-    if not forwarded or not forwarded.strip():
+    email = request.headers.get("x-forwarded-email", "").strip()
+    forwarded = email or request.headers.get("x-forwarded-user", "").strip()
+    if not forwarded:
         raise Unauthorized(
             "No X-Forwarded-Email or X-Forwarded-User header: with AUTH_MODE=databricks the"
             " service must be reached through Databricks Apps."
         )
-    return forwarded.strip()
+    return forwarded
 
 
 OwnerDep = Annotated[str, Depends(current_owner)]

@@ -124,7 +124,7 @@ async def list_messages(
     """The transcript of the thread's current branch: the latest `limit` messages (or those
     before the cursor), oldest first within the page."""
     cursor = decode_cursor(before)
-    if cursor is not None and not isinstance(cursor, int):
+    if cursor is not None and (isinstance(cursor, bool) or not isinstance(cursor, int)):
         raise InvalidInput("The `before` cursor is not one this service issued.")
     rows, previous = await threads.messages(
         owner, thread_id, limit=min(limit, limits.max_page_size), before=cursor

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -31,6 +34,27 @@ async def _configure(conn: AsyncConnection[tuple[object, ...]]) -> None:
     await conn.set_autocommit(True)
 
 
+class _BorrowCheck:
+    """Check a connection on borrow only if it sat idle in the pool for a while.
+
+    A connection that went back to the pool a moment ago was healthy then; checking it again
+    costs a round trip on every borrow (six per turn). One idle for longer than `after` seconds
+    may have been dropped by the server or a middlebox and is checked (and replaced if dead).
+    """
+
+    def __init__(self, after: float) -> None:
+        self._after = after
+        self._returned: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+    async def reset(self, conn: AsyncConnection[Any]) -> None:
+        self._returned[conn] = time.monotonic()
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned > self._after:
+            await AsyncConnectionPool.check_connection(conn)
+
+
 @asynccontextmanager
 async def open_database(settings: DatabaseSettings) -> AsyncIterator[Database]:
     """Open the pool (starting the embedded server first when no URL is set); close both after."""
@@ -41,6 +65,7 @@ async def open_database(settings: DatabaseSettings) -> AsyncIterator[Database]:
     else:
         conninfo = settings.url.get_secret_value()
     prepare = None if settings.prepare_threshold < 0 else settings.prepare_threshold
+    borrow_check = _BorrowCheck(after=settings.check_idle_after)
     pool: Pool = AsyncConnectionPool(
         conninfo,
         min_size=settings.pool_min_size,
@@ -52,7 +77,8 @@ async def open_database(settings: DatabaseSettings) -> AsyncIterator[Database]:
         configure=_configure,
         # A connection the server or the network dropped while idle is found and replaced
         # before a request gets it.
-        check=AsyncConnectionPool.check_connection,
+        check=borrow_check.check,
+        reset=borrow_check.reset,
         open=False,
         name="lakebase-memory-agent",
     )

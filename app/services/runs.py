@@ -279,7 +279,13 @@ class RunService:
         stream: AsyncIterator[tuple[str, Any]] = self._graph.astream(  # type: ignore[assignment]
             {"messages": inputs},
             config,
-            stream_mode=["messages", "updates", "values", "checkpoints"],
+            # Token and step events only when someone streams: without a "messages" consumer
+            # the model is called without streaming, which costs less.
+            stream_mode=(
+                ["messages", "updates", "values", "checkpoints"]
+                if turn.queue is not None
+                else ["values", "checkpoints"]
+            ),
             durability="exit",
         )
         async for mode, payload in stream:
