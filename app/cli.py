@@ -32,8 +32,8 @@ async def _init_db(settings: Settings, *, sample_data: bool) -> int:
     from app.memory.pool import open_database
     from app.memory.schema import migrate
 
-    async with open_database(settings.database) as database:
-        await migrate(database.pool, PooledPostgresSaver(database.pool))
+    async with open_database(settings.database, settings.lakebase) as database:
+        await migrate(database.pool, PooledPostgresSaver(database.pool), schema=settings.database.schema_name)
         if sample_data:
             inserted = await load_sample_data(database.pool)
             print(f"sample data: {inserted} rows inserted")

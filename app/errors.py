@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.memory.credentials import CredentialUnavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -113,7 +115,7 @@ class DatabaseUnavailable(ServiceError):
     status_code = 503
     code = "database_unavailable"
 
-    def __init__(self, retry_after: int = 5) -> None:
+    def __init__(self, retry_after: int = 2) -> None:
         super().__init__(
             "The database is unreachable right now; retry shortly.",
             headers={"Retry-After": str(retry_after)},
@@ -139,7 +141,7 @@ def as_service_error(exc: BaseException) -> ServiceError | None:
     """Map infrastructure failures to the error the client should see, or None if unexpected."""
     if isinstance(exc, ServiceError):
         return exc
-    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError):
+    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | CredentialUnavailable):
         return DatabaseUnavailable()
     if isinstance(exc, psycopg.DataError):
         # Input the schemas let through but PostgreSQL cannot store: the client's to fix.
@@ -205,4 +207,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(psycopg.Error, on_unexpected)
     app.add_exception_handler(psycopg_pool.PoolTimeout, on_unexpected)
+    app.add_exception_handler(CredentialUnavailable, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)

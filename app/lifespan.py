@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
@@ -48,13 +49,15 @@ async def open_resources(
     *,
     model: BaseChatModel | None = None,
     tools: Sequence[BaseTool] | None = None,
+    workspace: Any | None = None,
 ) -> AsyncIterator[Resources]:
     """Open everything; `model` and `tools` replace the ones settings would choose (embedding
-    the agent with your own model or tools)."""
-    async with open_database(settings.database) as database:
+    the agent with your own model or tools); `workspace` is the databricks-sdk WorkspaceClient to
+    use instead of one built from the environment."""
+    async with open_database(settings.database, settings.lakebase, workspace=workspace) as database:
         pool = database.pool
         saver = PooledPostgresSaver(pool)
-        await migrate(pool, saver)
+        await migrate(pool, saver, schema=settings.database.schema_name)
         if settings.database.load_sample_data:
             await load_sample_data(pool)
         tools = list(tools) if tools is not None else build_local_tools(pool)
@@ -83,6 +86,6 @@ async def open_resources(
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     settings: Settings = app.state.settings
-    async with open_resources(settings) as resources:
+    async with open_resources(settings, workspace=app.state.workspace) as resources:
         logger.info("service ready")
         yield {"resources": resources}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -17,7 +19,9 @@ Every error has the body `{"error": {"code": "...", "message": "..."}}`.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, workspace: Any | None = None) -> FastAPI:
+    """The service. `workspace`: a databricks-sdk WorkspaceClient to use for Lakebase instead of
+    one built from the environment."""
     settings = settings or Settings()
     app = FastAPI(
         title="lakebase-memory-agent",
@@ -26,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.workspace = workspace
     install_error_handlers(app)
     for module in (threads, messages, history, health):
         app.include_router(module.router)

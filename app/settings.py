@@ -61,6 +61,35 @@ class DatabaseSettings(_Group):
     # psycopg's prepare_threshold; -1 turns prepared statements off (needed behind transaction poolers).
     prepare_threshold: int = Field(default=0, ge=-1, validation_alias="DB_PREPARE_THRESHOLD")
     load_sample_data: bool = Field(default=True, validation_alias="LOAD_SAMPLE_DATA")
+    # All tables (ours and the checkpointer's) live in this schema; created if missing.
+    schema_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        validation_alias=AliasChoices("DB_SCHEMA", "LAKEBASE_SCHEMA"),
+    )
+
+
+class LakebaseSettings(_Group):
+    """Databricks Lakebase: used when DATABASE_URL is not set and one of these identifies it."""
+
+    instance_name: str | None = Field(default=None, validation_alias="LAKEBASE_INSTANCE_NAME")
+    # Autoscaling: the endpoint's resource name, or project (+ branch) to find its read-write endpoint.
+    endpoint: str | None = Field(default=None, validation_alias="LAKEBASE_ENDPOINT")
+    project: str | None = Field(default=None, validation_alias="LAKEBASE_PROJECT")
+    branch: str = Field(default="production", validation_alias="LAKEBASE_BRANCH")
+    host: str | None = Field(default=None, validation_alias=AliasChoices("LAKEBASE_HOST", "PGHOST"))
+    port: int = Field(default=5432, ge=1, le=65535, validation_alias=AliasChoices("LAKEBASE_PORT", "PGPORT"))
+    database: str = Field(
+        default="databricks_postgres", validation_alias=AliasChoices("LAKEBASE_DATABASE", "PGDATABASE")
+    )
+    user: str | None = Field(default=None, validation_alias=AliasChoices("LAKEBASE_USER", "PGUSER"))
+    sslmode: str = Field(default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE"))
+    # Refresh a token when less than this many seconds (or half its life) are left.
+    token_refresh_margin: float = Field(default=900.0, ge=0, validation_alias="LAKEBASE_TOKEN_REFRESH_MARGIN")
+    mint_timeout: float = Field(default=10.0, gt=0, validation_alias="LAKEBASE_MINT_TIMEOUT")
+
+    def configured(self) -> bool:
+        return bool(self.instance_name or self.endpoint or self.project)
 
 
 class AuthSettings(_Group):
@@ -130,6 +159,7 @@ class ServerSettings(_Group):
 
 class Settings(_Group):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    lakebase: LakebaseSettings = Field(default_factory=LakebaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     runs: RunSettings = Field(default_factory=RunSettings)

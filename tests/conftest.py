@@ -29,6 +29,7 @@ from app.main import create_app
 from app.settings import (
     AuthSettings,
     DatabaseSettings,
+    LakebaseSettings,
     LimitSettings,
     ModelSettings,
     RunSettings,
@@ -80,12 +81,13 @@ def database_url(admin_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def make_settings(database_url: str, **groups: Any) -> Settings:
+def make_settings(database_url: str | None, **groups: Any) -> Settings:
     """Settings for a test app: the session database plus any group overrides (as dicts)."""
     values: dict[str, Any] = {"url": database_url, "pool_min_size": 1, "pool_max_size": 8}
     values.update(groups.pop("database", {}))
     return Settings(
         database=DatabaseSettings(**values),
+        lakebase=LakebaseSettings(**groups.pop("lakebase", {})),
         auth=AuthSettings(**groups.pop("auth", {})),
         model=ModelSettings(**groups.pop("model", {})),
         runs=RunSettings(**groups.pop("runs", {})),
@@ -95,9 +97,11 @@ def make_settings(database_url: str, **groups: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def running_app(
+    settings: Settings, *, workspace: Any | None = None
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """The app with its lifespan running, and a client that talks to it over ASGI."""
-    app = create_app(settings)
+    app = create_app(settings, workspace=workspace)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:

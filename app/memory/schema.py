@@ -11,6 +11,7 @@ import logging
 from typing import LiteralString
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import sql
 
 from app.memory.pool import Pool
 
@@ -115,11 +116,14 @@ MIGRATIONS: list[list[LiteralString]] = [
 ]
 
 
-async def migrate(pool: Pool, saver: AsyncPostgresSaver) -> None:
-    """Bring the checkpoint tables and ours to the latest version."""
+async def migrate(pool: Pool, saver: AsyncPostgresSaver, *, schema: str | None = None) -> None:
+    """Bring the checkpoint tables and ours to the latest version (in `schema` when given; the
+    pool's connections already have it as their search_path)."""
     async with pool.connection() as conn:
         await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_LOCK_KEY,))
         try:
+            if schema:
+                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             await saver.setup()
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS lma_migrations ("

@@ -11,7 +11,6 @@ next turn starts from the head. On shutdown running turns get a grace period, th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import uuid
@@ -125,6 +124,7 @@ class RunService:
         self._history = history
         self._settings = settings
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- starting a turn -------------------------------------------------------------------
@@ -219,8 +219,7 @@ class RunService:
                 result = await self._run_graph(turn)
         except BaseException as exc:
             error = self._classify(exc)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._runs.fail(turn.thread.thread_key, turn.run_id, error.code))
+            await self._record_failure(turn, error.code)
             turn.emit(RunFailed(code=error.code, message=error.message))
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -232,6 +231,25 @@ class RunService:
             heartbeat.cancel()
             if turn.queue is not None:
                 turn.queue.put_nowait(None)
+
+    async def _record_failure(self, turn: _Turn, code: str) -> None:
+        try:
+            await asyncio.shield(self._runs.fail(turn.thread.thread_key, turn.run_id, code))
+        except Exception:  # noqa: BLE001 - the database is away; retry below
+            # Keep trying in the background, so the lease and the partial checkpoint do not
+            # outlive the outage by a whole lease period.
+            retry = asyncio.create_task(self._fail_later(turn, code))
+            self._cleanups.add(retry)
+            retry.add_done_callback(self._cleanups.discard)
+
+    async def _fail_later(self, turn: _Turn, code: str) -> None:
+        for _ in range(int(self._settings.lease_seconds * 4)):
+            await asyncio.sleep(0.5)
+            try:
+                await self._runs.fail(turn.thread.thread_key, turn.run_id, code)
+            except Exception:  # noqa: BLE001, S112 - still away
+                continue
+            return
 
     def _classify(self, exc: BaseException) -> ServiceError:
         if isinstance(exc, TimeoutError):
@@ -362,9 +380,11 @@ class RunService:
         """Refuse new turns, let running ones finish within the grace period, cancel the rest."""
         self._closing = True
         tasks = set(self._tasks)
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace_seconds)
+        pending: set[asyncio.Task[dict[str, Any]]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace_seconds)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for cleanup in set(self._cleanups):
+            cleanup.cancel()
