@@ -25,7 +25,7 @@ from app.memory.checkpointer import PooledPostgresSaver
 from app.memory.history import CheckpointHistory
 from app.memory.pool import Database, open_database
 from app.memory.runs import RunStore
-from app.memory.schema import migrate
+from app.memory.schema import check_schema, migrate
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.services.runs import RunService
@@ -57,7 +57,10 @@ async def open_resources(
     async with open_database(settings.database, settings.lakebase, workspace=workspace) as database:
         pool = database.pool
         saver = PooledPostgresSaver(pool)
-        await migrate(pool, saver, schema=settings.database.schema_name)
+        if settings.database.migrate:
+            await migrate(pool, saver, schema=settings.database.schema_name)
+        else:
+            await check_schema(pool)
         if settings.database.load_sample_data:
             await load_sample_data(pool)
         tools = list(tools) if tools is not None else build_local_tools(pool)

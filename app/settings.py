@@ -61,6 +61,9 @@ class DatabaseSettings(_Group):
     # psycopg's prepare_threshold; -1 turns prepared statements off (needed behind transaction poolers).
     prepare_threshold: int = Field(default=0, ge=-1, validation_alias="DB_PREPARE_THRESHOLD")
     load_sample_data: bool = Field(default=True, validation_alias="LOAD_SAMPLE_DATA")
+    # Create/upgrade tables at start. False for a least-privilege role (deploy/grants.sql):
+    # an admin runs `init-db` instead, and start-up only checks the tables are there.
+    migrate: bool = Field(default=True, validation_alias="DB_MIGRATE")
     # All tables (ours and the checkpointer's) live in this schema; created if missing.
     schema_name: str | None = Field(
         default=None,

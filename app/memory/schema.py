@@ -11,6 +11,7 @@ import logging
 from typing import LiteralString
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+import psycopg
 from psycopg import sql
 
 from app.memory.pool import Pool
@@ -114,6 +115,25 @@ MIGRATIONS: list[list[LiteralString]] = [
         """,
     ],
 ]
+
+
+class SchemaNotReady(RuntimeError):
+    """The tables are missing or older than this release (with DB_MIGRATE=false)."""
+
+
+async def check_schema(pool: Pool) -> None:
+    """Without the right to create tables, make sure an admin already created them."""
+    async with pool.connection() as conn:
+        try:
+            cur = await conn.execute("SELECT coalesce(max(v), -1) FROM lma_migrations")
+            row = await cur.fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = None
+    if row is None or int(row[0]) < len(MIGRATIONS) - 1:  # type: ignore[call-overload]
+        raise SchemaNotReady(
+            "the tables are missing or out of date and DB_MIGRATE=false: run"
+            " `lakebase-memory-agent init-db` with an admin role first (see deploy/grants.sql)"
+        )
 
 
 async def migrate(pool: Pool, saver: AsyncPostgresSaver, *, schema: str | None = None) -> None:
