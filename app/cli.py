@@ -1,28 +1,85 @@
-"""Console entry point: `lakebase-memory-agent serve | init-db | load-sample-data`."""
+"""Console entry point: `lakebase-memory-agent serve | init-db | load-sample-data | prune | stats`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import atexit
+import json
+import os
+import shutil
 import sys
+import tempfile
+from typing import TYPE_CHECKING
 
+from app.observability.logging import configure_logging
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def build_app() -> FastAPI:
+    """App factory for uvicorn (also in each worker process): logging first, then the app."""
+    from app.main import create_app
+
+    settings = Settings()
+    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    return create_app(settings)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
-
+    workers = args.workers or 1
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes: metrics go through files that /metrics aggregates.
+        folder = tempfile.mkdtemp(prefix="lma-prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, True)
     uvicorn.run(
-        create_app(settings),
+        "app.cli:build_app",
+        factory=True,
+        workers=workers,
         host=args.host or settings.server.host,
         port=args.port or settings.server.port,
         log_level=settings.server.log_level,
+        log_config=None,  # ours: JSON lines (app.observability.logging)
+        access_log=False,  # ours has the route template, latency and request id
         # Long turns finish (or are cancelled and not saved) before the process exits.
         timeout_graceful_shutdown=int(settings.runs.shutdown_grace_seconds) + 5,
     )
+    return 0
+
+
+async def _prune(settings: Settings, *, compact_idle: int | None) -> int:
+    from app.memory.checkpointer import PooledPostgresSaver
+    from app.memory.pool import open_database
+    from app.memory.retention import Retention
+
+    async with open_database(settings.database, settings.lakebase) as database:
+        retention = Retention(
+            database.pool,
+            PooledPostgresSaver(database.pool),
+            default_ttl=settings.retention.thread_ttl_seconds,
+            compact_idle=compact_idle
+            if compact_idle is not None
+            else settings.retention.compact_idle_seconds,
+            batch=settings.retention.sweep_batch,
+        )
+        result = await retention.sweep()
+    print(json.dumps({"expired": result.expired, "compacted": result.compacted, "skipped": result.skipped}))
+    return 0
+
+
+async def _stats(settings: Settings, *, top: int, days: int) -> int:
+    from app.memory.pool import open_database
+    from app.memory.stats import collect_stats
+
+    async with open_database(settings.database, settings.lakebase) as database:
+        stats = await collect_stats(database.pool, top=top, days=days)
+    report = {"totals": stats.totals, "top_threads": stats.top_threads, "per_day": stats.per_day}
+    print(json.dumps(report, indent=2, default=str))
     return 0
 
 
@@ -47,19 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes (metrics aggregate across them)")
     sub.add_parser("init-db", help="create or upgrade the tables")
     sub.add_parser("load-sample-data", help="create the tables and load the demo's sample data")
+    prune = sub.add_parser("prune", help="delete expired threads and compact idle ones (one sweep)")
+    prune.add_argument("--compact-idle", type=int, help="compact threads idle this many seconds")
+    stats = sub.add_parser("stats", help="print conversation analytics as JSON")
+    stats.add_argument("--top", type=int, default=10)
+    stats.add_argument("--days", type=int, default=30)
     args = parser.parse_args(argv)
     try:
         settings = Settings()
     except ValueError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     if args.command == "serve":
         return _serve(settings, args)
+    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    if args.command == "prune":
+        return asyncio.run(_prune(settings, compact_idle=args.compact_idle))
+    if args.command == "stats":
+        return asyncio.run(_stats(settings, top=args.top, days=args.days))
     return asyncio.run(_init_db(settings, sample_data=args.command == "load-sample-data"))
 
 

@@ -51,6 +51,11 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
 class ThreadNotFound(ServiceError):
     status_code = 404
     code = "thread_not_found"

@@ -6,8 +6,9 @@ of them run turns through the same pool, graph and services.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,13 @@ from app.agent.sample_data import load_sample_data
 from app.agent.tools import build_local_tools
 from app.memory.checkpointer import PooledPostgresSaver
 from app.memory.history import CheckpointHistory
-from app.memory.pool import Database, open_database
+from app.memory.pool import Database, open_database, record_pool_stats
+from app.memory.retention import Retention
 from app.memory.runs import RunStore
 from app.memory.schema import check_schema, migrate
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
+from app.observability.metrics import Metrics
 from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import Settings
@@ -41,6 +44,8 @@ class Resources:
     database: Database
     runs: RunService
     threads: ThreadService
+    retention: Retention
+    metrics: Metrics
 
 
 @asynccontextmanager
@@ -50,13 +55,17 @@ async def open_resources(
     model: BaseChatModel | None = None,
     tools: Sequence[BaseTool] | None = None,
     workspace: Any | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Resources]:
     """Open everything; `model` and `tools` replace the ones settings would choose (embedding
     the agent with your own model or tools); `workspace` is the databricks-sdk WorkspaceClient to
     use instead of one built from the environment."""
-    async with open_database(settings.database, settings.lakebase, workspace=workspace) as database:
+    metrics = metrics or Metrics()
+    async with open_database(
+        settings.database, settings.lakebase, workspace=workspace, metrics=metrics
+    ) as database:
         pool = database.pool
-        saver = PooledPostgresSaver(pool)
+        saver = PooledPostgresSaver(pool, metrics=metrics)
         if settings.database.migrate:
             await migrate(pool, saver, schema=settings.database.schema_name)
         else:
@@ -78,17 +87,61 @@ async def open_resources(
             runs=RunStore(pool),
             history=history,
             settings=settings.runs,
+            metrics=metrics,
+            provider=settings.model.provider,
+            log_content=settings.server.log_content,
         )
         threads = ThreadService(graph=graph, registry=registry, transcript=Transcript(pool), history=history)
+        retention = Retention(
+            pool,
+            saver,
+            default_ttl=settings.retention.thread_ttl_seconds,
+            compact_idle=settings.retention.compact_idle_seconds,
+            batch=settings.retention.sweep_batch,
+        )
         try:
-            yield Resources(settings=settings, database=database, runs=runs, threads=threads)
+            yield Resources(
+                settings=settings,
+                database=database,
+                runs=runs,
+                threads=threads,
+                retention=retention,
+                metrics=metrics,
+            )
         finally:
             await runs.drain()
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+    """Run `job` every `seconds` until cancelled; a failing round is logged, not fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            logger.warning("background job %s failed", name, exc_info=True)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     settings: Settings = app.state.settings
-    async with open_resources(settings, workspace=app.state.workspace) as resources:
-        logger.info("service ready")
-        yield {"resources": resources}
+    metrics: Metrics = app.state.metrics
+    async with open_resources(settings, workspace=app.state.workspace, metrics=metrics) as resources:
+        pool = resources.database.pool
+
+        async def pool_stats() -> None:
+            record_pool_stats(pool, metrics)
+
+        background = [
+            asyncio.create_task(
+                _every(settings.retention.sweep_interval_seconds, resources.retention.sweep, "sweep")
+            ),
+            asyncio.create_task(_every(2.0, pool_stats, "pool-stats")),
+        ]
+        logger.info("service ready", extra={"database": resources.database.description})
+        try:
+            yield {"resources": resources}
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)

@@ -6,11 +6,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
 
-from app.api import health, history, messages, threads
+from app.api import health, history, messages, operations, threads
 from app.api.guards import BodySizeLimit, RejectNul
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
+from app.observability.metrics import Metrics
+from app.observability.middleware import ObservabilityMiddleware
 from app.settings import Settings
 
 DESCRIPTION = """Durable, thread-scoped conversation memory for a LangGraph agent, in PostgreSQL.
@@ -19,9 +22,15 @@ Every error has the body `{"error": {"code": "...", "message": "..."}}`.
 """
 
 
-def create_app(settings: Settings | None = None, *, workspace: Any | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    workspace: Any | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
     """The service. `workspace`: a databricks-sdk WorkspaceClient to use for Lakebase instead of
-    one built from the environment."""
+    one built from the environment; `registry`: where the Prometheus metrics go (a fresh one by
+    default, so several apps in one process do not collide)."""
     settings = settings or Settings()
     app = FastAPI(
         title="lakebase-memory-agent",
@@ -31,8 +40,9 @@ def create_app(settings: Settings | None = None, *, workspace: Any | None = None
     )
     app.state.settings = settings
     app.state.workspace = workspace
+    app.state.metrics = Metrics(registry)
     install_error_handlers(app)
-    for module in (threads, messages, history, health):
+    for module in (threads, messages, history, health, operations):
         app.include_router(module.router)
     if settings.server.cors_origins:
         app.add_middleware(
@@ -43,4 +53,5 @@ def create_app(settings: Settings | None = None, *, workspace: Any | None = None
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RejectNul)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     return app

@@ -100,6 +100,18 @@ class AuthSettings(_Group):
     # "key:owner,key:owner". A SecretStr so a settings dump or a traceback never shows the keys.
     api_keys: SecretStr = Field(default=SecretStr(""), validation_alias="API_KEYS")
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
+    # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
+    admin_owners: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="ADMIN_OWNERS")
+
+    @field_validator("admin_owners", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    def is_admin(self, owner: str) -> bool:
+        return owner in self.admin_owners or (self.mode is AuthMode.NONE and owner == self.local_owner)
 
     def api_key_owners(self) -> dict[str, str]:
         owners: dict[str, str] = {}
@@ -144,12 +156,24 @@ class LimitSettings(_Group):
     max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
 
 
+class RetentionSettings(_Group):
+    # Threads idle longer than this are deleted (None: kept forever); a thread's own TTL wins.
+    thread_ttl_seconds: int | None = Field(default=None, ge=60, validation_alias="THREAD_TTL_SECONDS")
+    # Checkpoints of threads idle longer than this are compacted to the latest (None: never).
+    compact_idle_seconds: int | None = Field(default=None, ge=60, validation_alias="COMPACT_IDLE_SECONDS")
+    sweep_interval_seconds: float = Field(default=300.0, gt=0, validation_alias="SWEEP_INTERVAL_SECONDS")
+    sweep_batch: int = Field(default=200, ge=1, validation_alias="SWEEP_BATCH")
+
+
 class ServerSettings(_Group):
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(
         default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DATABRICKS_APP_PORT")
     )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+    # Off by default: logs never carry message content unless this is turned on for debugging.
+    log_content: bool = Field(default=False, validation_alias="LOG_CONTENT")
+    log_json: bool = Field(default=True, validation_alias="LOG_JSON")
     cors_origins: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="CORS_ORIGINS")
 
     @field_validator("cors_origins", mode="before")
@@ -160,6 +184,16 @@ class ServerSettings(_Group):
         return value
 
 
+class ServingSettings(_Group):
+    """The MLflow model (app/serving/): Model Serving has no transport identity of its own."""
+
+    # Owner of the model's threads; unset: LOCAL_OWNER. Endpoint permissions decide who may call.
+    owner: str | None = Field(default=None, min_length=1, validation_alias="SERVING_OWNER")
+    # Use the request's context.user_id (else custom_inputs.user) as the owner. Only for callers
+    # that set it from an authenticated identity: the body itself proves nothing.
+    trust_request_user: bool = Field(default=False, validation_alias="SERVING_TRUST_REQUEST_USER")
+
+
 class Settings(_Group):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     lakebase: LakebaseSettings = Field(default_factory=LakebaseSettings)
@@ -167,4 +201,6 @@ class Settings(_Group):
     model: ModelSettings = Field(default_factory=ModelSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)

@@ -32,6 +32,7 @@ from app.settings import (
     LakebaseSettings,
     LimitSettings,
     ModelSettings,
+    RetentionSettings,
     RunSettings,
     ServerSettings,
     Settings,
@@ -85,7 +86,7 @@ def make_settings(database_url: str | None, **groups: Any) -> Settings:
     """Settings for a test app: the session database plus any group overrides (as dicts)."""
     values: dict[str, Any] = {"url": database_url, "pool_min_size": 1, "pool_max_size": 8}
     values.update(groups.pop("database", {}))
-    return Settings(
+    settings = Settings(
         database=DatabaseSettings(**values),
         lakebase=LakebaseSettings(**groups.pop("lakebase", {})),
         auth=AuthSettings(**groups.pop("auth", {})),
@@ -93,7 +94,10 @@ def make_settings(database_url: str | None, **groups: Any) -> Settings:
         runs=RunSettings(**groups.pop("runs", {})),
         limits=LimitSettings(**groups.pop("limits", {})),
         server=ServerSettings(**groups.pop("server", {})),
+        retention=RetentionSettings(**groups.pop("retention", {})),
     )
+    assert not groups, f"unknown settings groups: {sorted(groups)}"
+    return settings
 
 
 @asynccontextmanager

@@ -28,6 +28,7 @@ from langchain_core.messages import (
     HumanMessage,
     ToolCall,
     ToolMessage,
+    UsageMetadata,
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -230,6 +231,17 @@ def decide(messages: Sequence[BaseMessage], tool_names: set[str]) -> Decision:
     return Decision(text=_HELP.format(types=", ".join(THREAT_TYPES)))
 
 
+def _usage(messages: Sequence[BaseMessage], decision: Decision) -> UsageMetadata:
+    """Word counts standing in for tokens, so usage metrics move as with a real provider."""
+    seen = sum(len(_text(m).split()) for m in messages)
+    written = (
+        len(decision.text.split())
+        if decision.tool_call is None
+        else len(json.dumps(decision.tool_call["args"]).split())
+    )
+    return UsageMetadata(input_tokens=seen, output_tokens=written, total_tokens=seen + written)
+
+
 class OfflineChatModel(BaseChatModel):
     """Deterministic rule-based chat model with tool calling and token streaming (see module doc)."""
 
@@ -260,10 +272,11 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         decision = decide(messages, self._tool_names(kwargs))
+        usage = _usage(messages, decision)
         if decision.tool_call is not None:
-            message = AIMessage(content="", tool_calls=[decision.tool_call])
+            message = AIMessage(content="", tool_calls=[decision.tool_call], usage_metadata=usage)
         else:
-            message = AIMessage(content=decision.text)
+            message = AIMessage(content=decision.text, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -287,7 +300,8 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for chunk in self._chunks(decide(messages, self._tool_names(kwargs))):
+        decision = decide(messages, self._tool_names(kwargs))
+        for chunk in self._chunks(decision, _usage(messages, decision)):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -299,7 +313,8 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._chunks(decide(messages, self._tool_names(kwargs))):
+        decision = decide(messages, self._tool_names(kwargs))
+        for chunk in self._chunks(decision, _usage(messages, decision)):
             if self.token_delay_seconds:
                 await asyncio.sleep(self.token_delay_seconds)
             if run_manager is not None:
@@ -307,13 +322,14 @@ class OfflineChatModel(BaseChatModel):
             yield chunk
 
     @staticmethod
-    def _chunks(decision: Decision) -> list[ChatGenerationChunk]:
+    def _chunks(decision: Decision, usage: UsageMetadata | None = None) -> list[ChatGenerationChunk]:
         if decision.tool_call is not None:
             call = decision.tool_call
             return [
                 ChatGenerationChunk(
                     message=AIMessageChunk(
                         content="",
+                        usage_metadata=usage,
                         tool_call_chunks=[
                             {
                                 "name": call["name"],
@@ -326,4 +342,10 @@ class OfflineChatModel(BaseChatModel):
                 )
             ]
         pieces = re.findall(r"\S+\s*", decision.text) or [decision.text]
-        return [ChatGenerationChunk(message=AIMessageChunk(content=p)) for p in pieces]
+        last = len(pieces) - 1
+        return [
+            ChatGenerationChunk(
+                message=AIMessageChunk(content=p, usage_metadata=usage if i == last else None)
+            )
+            for i, p in enumerate(pieces)
+        ]

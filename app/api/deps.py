@@ -38,13 +38,24 @@ def get_limits(resources: ResourcesDep) -> LimitSettings:
     return resources.settings.limits
 
 
+def get_default_ttl(resources: ResourcesDep) -> int | None:
+    return resources.settings.retention.thread_ttl_seconds
+
+
 RunsDep = Annotated[RunService, Depends(get_runs)]
+DefaultTtlDep = Annotated[int | None, Depends(get_default_ttl)]
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
 
 
 def current_owner(request: Request, resources: ResourcesDep) -> str:
     """The caller's identity, from the transport only (never from the body)."""
+    owner = _owner_from_transport(request, resources)
+    request.state.owner = owner  # for the access log line
+    return owner
+
+
+def _owner_from_transport(request: Request, resources: Resources) -> str:
     auth = resources.settings.auth
     if auth.mode is AuthMode.NONE:
         return auth.local_owner

@@ -49,6 +49,7 @@ async def list_history(
     return HistoryPage(
         checkpoints=[checkpoint_out(r, thread.head_checkpoint_id) for r in rows],
         next_cursor=encode_cursor(next_id) if next_id is not None else None,
+        complete=thread.compacted_at is None,
     )
 
 

@@ -41,6 +41,12 @@ class ThreadCreate(BaseModel):
     )
     title: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=10 * 365 * 86400,
+        description="Delete the thread after this long without activity (default: THREAD_TTL_SECONDS).",
+    )
 
     _check_title = field_validator("title")(_no_nul)
 
@@ -55,6 +61,9 @@ class ThreadPatch(BaseModel):
 
     title: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] | None = None
+    ttl_seconds: int | None = Field(
+        default=None, ge=60, le=10 * 365 * 86400, description="`null` returns to the default TTL."
+    )
 
     _check_title = field_validator("title")(_no_nul)
 
@@ -70,6 +79,11 @@ class ThreadOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime
+    ttl_seconds: int | None = Field(description="The thread's own TTL; null: the service default.")
+    expires_at: datetime | None = Field(description="When retention deletes it if idle; null: never.")
+    compacted_at: datetime | None = Field(
+        description="When older checkpoints were compacted away (time travel starts at the oldest kept)."
+    )
 
 
 class ThreadList(BaseModel):
@@ -176,6 +190,10 @@ class CheckpointOut(BaseModel):
 class HistoryPage(BaseModel):
     checkpoints: list[CheckpointOut] = Field(description="Newest first.")
     next_cursor: str | None
+    complete: bool = Field(
+        description="False when retention compacted older checkpoints away (keep_latest): the transcript"
+        " is whole, but time travel can only start from the checkpoints listed."
+    )
 
 
 class StateOut(BaseModel):

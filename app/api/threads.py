@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from app.api.cursors import decode_cursor, encode_cursor
-from app.api.deps import LimitsDep, OwnerDep, ThreadIdDep, ThreadsDep
+from app.api.deps import DefaultTtlDep, LimitsDep, OwnerDep, ThreadIdDep, ThreadsDep
 from app.api.schemas import ErrorBody, ThreadCreate, ThreadList, ThreadOut, ThreadPatch
 from app.errors import InvalidInput
 from app.memory.threads import ThreadRecord
@@ -26,7 +26,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def thread_out(record: ThreadRecord) -> ThreadOut:
+def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
+    ttl = record.ttl_seconds or default_ttl
     return ThreadOut(
         thread_id=record.thread_id,
         title=record.title,
@@ -38,6 +39,9 @@ def thread_out(record: ThreadRecord) -> ThreadOut:
         created_at=record.created_at,
         updated_at=record.updated_at,
         last_activity_at=record.last_activity_at,
+        ttl_seconds=record.ttl_seconds,
+        expires_at=record.last_activity_at + timedelta(seconds=ttl) if ttl else None,
+        compacted_at=record.compacted_at,
     )
 
 
@@ -58,13 +62,15 @@ def _check_metadata(metadata: dict[str, object] | None, limits: LimitSettings) -
     responses={**ERRORS, 409: {"model": ErrorBody, "description": "Thread id already used"}},
 )
 async def create_thread(
-    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, default_ttl: DefaultTtlDep
 ) -> ThreadOut:
     """Create a thread. Threads are also created implicitly by their first message."""
     _check_metadata(body.metadata, limits)
     thread_id = body.thread_id or str(uuid.uuid4())
-    record = await threads.create(owner, thread_id, title=body.title, metadata=body.metadata)
-    return thread_out(record)
+    record = await threads.create(
+        owner, thread_id, title=body.title, metadata=body.metadata, ttl_seconds=body.ttl_seconds
+    )
+    return thread_out(record, default_ttl)
 
 
 @router.get("", response_model=ThreadList, responses=ERRORS)
@@ -72,6 +78,7 @@ async def list_threads(
     owner: OwnerDep,
     threads: ThreadsDep,
     limits: LimitsDep,
+    default_ttl: DefaultTtlDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     before: Annotated[str | None, Query(max_length=512, description="Cursor from `next_cursor`.")] = None,
 ) -> ThreadList:
@@ -87,19 +94,26 @@ async def list_threads(
     next_cursor = (
         encode_cursor([page.next_cursor[0].isoformat(), page.next_cursor[1]]) if page.next_cursor else None
     )
-    return ThreadList(threads=[thread_out(t) for t in page.threads], next_cursor=next_cursor)
+    return ThreadList(threads=[thread_out(t, default_ttl) for t in page.threads], next_cursor=next_cursor)
 
 
 @router.get("/{thread_id}", response_model=ThreadOut, responses=ERRORS)
-async def get_thread(thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep) -> ThreadOut:
-    return thread_out(await threads.get(owner, thread_id))
+async def get_thread(
+    thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep, default_ttl: DefaultTtlDep
+) -> ThreadOut:
+    return thread_out(await threads.get(owner, thread_id), default_ttl)
 
 
 @router.patch("/{thread_id}", response_model=ThreadOut, responses=ERRORS)
 async def update_thread(
-    thread_id: ThreadIdDep, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+    thread_id: ThreadIdDep,
+    body: ThreadPatch,
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    default_ttl: DefaultTtlDep,
 ) -> ThreadOut:
-    """Rename a thread and/or merge keys into its metadata."""
+    """Rename a thread, merge keys into its metadata, and/or set its TTL."""
     _check_metadata(body.metadata, limits)
     record = await threads.update(
         owner,
@@ -107,8 +121,10 @@ async def update_thread(
         title=body.title,
         set_title="title" in body.model_fields_set,
         metadata=body.metadata,
+        ttl_seconds=body.ttl_seconds,
+        set_ttl="ttl_seconds" in body.model_fields_set,
     )
-    return thread_out(record)
+    return thread_out(record, default_ttl)
 
 
 @router.delete("/{thread_id}", status_code=204, response_class=Response, responses=ERRORS)

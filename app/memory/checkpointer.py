@@ -13,18 +13,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from app.observability.metrics import Metrics
+
 
 class PooledPostgresSaver(AsyncPostgresSaver):
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], *, metrics: Metrics | None = None) -> None:
         if not isinstance(pool, AsyncConnectionPool):
             raise TypeError("PooledPostgresSaver needs an AsyncConnectionPool")
         super().__init__(pool)
         self._pool: AsyncConnectionPool[Any] = pool
+        self._metrics = metrics
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        if self._metrics is None:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        with self._metrics.time_checkpoint_write():
+            return await super().aput(config, checkpoint, metadata, new_versions)
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

@@ -32,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from app.memory.credentials import CredentialUnavailable, TokenCache
 from app.memory.embedded import EmbeddedPostgres, start_embedded
 from app.memory.lakebase import Target, resolve_target
+from app.observability.metrics import Metrics
 from app.settings import DatabaseSettings, LakebaseSettings
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,10 @@ class DatabaseHealth:
 
 
 def connection_class(
-    health: DatabaseHealth, credentials: TokenCache | None, options: str | None
+    health: DatabaseHealth,
+    credentials: TokenCache | None,
+    options: str | None,
+    metrics: Metrics | None = None,
 ) -> type[AsyncConnection[Any]]:
     """A psycopg connection class bound to this pool's credentials and health."""
 
@@ -84,6 +88,8 @@ def connection_class(
                     kwargs["options"] = options
                 conn = await super().connect(conninfo, **kwargs)
             except (psycopg.OperationalError, CredentialUnavailable) as exc:
+                if metrics is not None:
+                    metrics.db_connection_errors.inc()
                 health.mark_down(type(exc).__name__)
                 raise
             health.mark_up()
@@ -144,6 +150,13 @@ def _socket_readable(conn: AsyncConnection[Any]) -> bool:
     return bool(readable)
 
 
+def record_pool_stats(pool: Pool, metrics: Metrics) -> None:
+    stats = pool.get_stats()
+    metrics.pool_size.set(stats.get("pool_size", 0))
+    metrics.pool_idle.set(stats.get("pool_available", 0))
+    metrics.pool_waiting.set(stats.get("requests_waiting", 0))
+
+
 @dataclass
 class Database:
     pool: Pool
@@ -159,6 +172,7 @@ async def open_database(
     lakebase: LakebaseSettings | None = None,
     *,
     workspace: Any | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Database]:
     """Open the pool (starting the embedded server first when nothing is configured); close
     everything after. The HTTP service, the MLflow model and the CLI all connect through here."""
@@ -175,6 +189,7 @@ async def open_database(
             target.source,
             refresh_margin=lakebase.token_refresh_margin,
             mint_timeout=lakebase.mint_timeout,
+            on_mint=metrics.on_mint if metrics is not None else None,
         )
         if target.source is not None
         else None
@@ -192,7 +207,7 @@ async def open_database(
     borrow_check = _BorrowCheck(after=settings.check_idle_after)
     pool = ServicePool(
         target.conninfo,
-        connection_class=connection_class(health, credentials, options),
+        connection_class=connection_class(health, credentials, options, metrics),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,

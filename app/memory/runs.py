@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from app.memory.pool import Pool
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
-from app.memory.threads import ThreadRecord
+from app.memory.threads import ThreadRecord, purge_checkpoints
 from app.memory.transcript import StoredMessage, append_messages
 
 
@@ -167,6 +167,11 @@ class RunStore:
                 "DELETE FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s",
                 (str(thread_key), str(run_id)),
             )
+            # A thread deleted while this turn ran: whatever the turn wrote meanwhile goes too,
+            # so nothing of it can come back.
+            cur = await conn.execute("SELECT 1 FROM lma_threads WHERE thread_key = %s", (thread_key,))
+            if await cur.fetchone() is None:
+                await purge_checkpoints(conn, [str(thread_key)])
 
     async def complete(
         self,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import LiteralString
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 import psycopg
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import sql
 
 from app.memory.pool import Pool
@@ -113,6 +113,13 @@ MIGRATIONS: list[list[LiteralString]] = [
         """
         CREATE INDEX IF NOT EXISTS user_info_ip_idx ON user_info (ip_address)
         """,
+    ],
+    # 1: retention (per-thread TTL) and compaction bookkeeping.
+    [
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS ttl_seconds integer",
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS compacted_at timestamptz",
+        "CREATE INDEX IF NOT EXISTS lma_threads_last_activity_idx ON lma_threads (last_activity_at)",
+        "CREATE INDEX IF NOT EXISTS lma_runs_started_idx ON lma_runs (started_at)",
     ],
 ]
 

@@ -22,8 +22,18 @@ from app.memory.pool import Pool
 
 _COLUMNS = (
     "owner, thread_id, thread_key, title, metadata, created_at, updated_at, last_activity_at,"
-    " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at"
+    " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at,"
+    " ttl_seconds, compacted_at"
 )
+
+# The checkpointer's tables (langgraph-checkpoint-postgres schema), keyed by our thread_key.
+CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+
+
+async def purge_checkpoints(conn: AsyncConnection[Any], thread_keys: list[str]) -> None:
+    """Delete every checkpoint, write and blob of these threads (inside the caller's transaction)."""
+    for table in CHECKPOINT_TABLES:
+        await conn.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (thread_keys,))
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class ThreadRecord:
     head_checkpoint_id: str | None
     lease_run_id: uuid.UUID | None
     lease_expires_at: datetime | None
+    ttl_seconds: int | None
+    compacted_at: datetime | None
 
     def busy_at(self, now: datetime) -> bool:
         return (
@@ -61,11 +73,19 @@ class ThreadRegistry:
         self._pool = pool
 
     async def create(
-        self, owner: str, thread_id: str, *, title: str | None, metadata: dict[str, Any]
+        self,
+        owner: str,
+        thread_id: str,
+        *,
+        title: str | None,
+        metadata: dict[str, Any],
+        ttl_seconds: int | None = None,
     ) -> ThreadRecord | None:
         """Insert a new thread; None if this owner already has one with that id."""
         async with self._pool.connection() as conn:
-            return await self._insert(conn, owner, thread_id, title=title, metadata=metadata)
+            return await self._insert(
+                conn, owner, thread_id, title=title, metadata=metadata, ttl_seconds=ttl_seconds
+            )
 
     async def ensure(self, owner: str, thread_id: str) -> ThreadRecord:
         """The thread, created empty if this owner has none with that id (race-safe)."""
@@ -113,19 +133,25 @@ class ThreadRegistry:
         title: str | None,
         set_title: bool,
         metadata: dict[str, Any] | None,
+        ttl_seconds: int | None = None,
+        set_ttl: bool = False,
     ) -> ThreadRecord | None:
-        """Change the title (when `set_title`, None clears it) and/or merge metadata keys."""
+        """Change the title (when `set_title`, None clears it), merge metadata keys, and/or set
+        the thread's TTL (when `set_ttl`, None means the default)."""
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
             await cur.execute(
                 "UPDATE lma_threads SET"
                 " title = CASE WHEN %(set_title)s THEN %(title)s ELSE title END,"
-                " metadata = metadata || %(metadata)s, updated_at = now()"
+                " metadata = metadata || %(metadata)s, updated_at = now(),"
+                " ttl_seconds = CASE WHEN %(set_ttl)s THEN %(ttl)s ELSE ttl_seconds END"
                 f" WHERE owner = %(owner)s AND thread_id = %(thread_id)s RETURNING {_COLUMNS}",
                 {
                     "set_title": set_title,
                     "title": title,
                     "metadata": Jsonb(metadata or {}),
+                    "set_ttl": set_ttl,
+                    "ttl": ttl_seconds,
                     "owner": owner,
                     "thread_id": thread_id,
                 },
@@ -142,10 +168,7 @@ class ThreadRegistry:
             row = await cur.fetchone()
             if row is None:
                 return False
-            key = str(row[0])
-            # The checkpointer's tables (langgraph-checkpoint-postgres schema), same transaction.
-            for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
-                await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (key,))
+            await purge_checkpoints(conn, [str(row[0])])
             return True
 
     @staticmethod
@@ -165,12 +188,13 @@ class ThreadRegistry:
         *,
         title: str | None,
         metadata: dict[str, Any],
+        ttl_seconds: int | None = None,
     ) -> ThreadRecord | None:
         cur = conn.cursor(row_factory=class_row(ThreadRecord))
         await cur.execute(
-            "INSERT INTO lma_threads (owner, thread_id, thread_key, title, metadata)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (owner, thread_id) DO NOTHING"
+            "INSERT INTO lma_threads (owner, thread_id, thread_key, title, metadata, ttl_seconds)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (owner, thread_id) DO NOTHING"
             f" RETURNING {_COLUMNS}",
-            (owner, thread_id, uuid.uuid4(), title, Jsonb(metadata)),
+            (owner, thread_id, uuid.uuid4(), title, Jsonb(metadata), ttl_seconds),
         )
         return await cur.fetchone()

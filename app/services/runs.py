@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from app.errors import (
 from app.memory.history import CheckpointHistory
 from app.memory.runs import Claim, RunRecord, RunStore
 from app.memory.threads import ThreadRecord, ThreadRegistry
+from app.observability.callbacks import MetricsCallback
+from app.observability.metrics import Metrics
 from app.services.events import (
     MessageCompleted,
     RunDone,
@@ -117,8 +120,14 @@ class RunService:
         runs: RunStore,
         history: CheckpointHistory,
         settings: RunSettings,
+        metrics: Metrics | None = None,
+        provider: str = "offline",
+        log_content: bool = False,
     ) -> None:
         self._graph = graph
+        self._metrics = metrics
+        self._provider = provider
+        self._log_content = log_content
         self._registry = registry
         self._runs = runs
         self._history = history
@@ -191,6 +200,8 @@ class RunService:
                 continue
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if self._metrics is not None:
+                    self._metrics.busy_conflicts.inc()
                 raise ThreadBusy(request.thread_id, self._retry_after(claim.busy_until))
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.5)
@@ -206,6 +217,8 @@ class RunService:
             raise IdempotencyConflict()
         if run.response is None:  # pragma: no cover - completed runs always store a response
             raise ThreadBusy(request.thread_id, 1)
+        if self._metrics is not None:
+            self._metrics.idempotent_replays.inc()
         return TurnHandle(run_id=str(run.run_id), replayed=True, _result=run.response)
 
     # -- running it ------------------------------------------------------------------------
@@ -214,6 +227,9 @@ class RunService:
         request = turn.request
         turn.emit(RunStarted(run_id=str(turn.run_id), thread_id=request.thread_id))
         heartbeat = asyncio.create_task(self._heartbeat(turn))
+        started = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.turns_started.inc()
         try:
             async with asyncio.timeout(self._settings.turn_timeout_seconds):
                 result = await self._run_graph(turn)
@@ -221,16 +237,46 @@ class RunService:
             error = self._classify(exc)
             await self._record_failure(turn, error.code)
             turn.emit(RunFailed(code=error.code, message=error.message))
+            if self._metrics is not None:
+                self._metrics.turns_failed.labels(code=error.code).inc()
+            self._log_turn(turn, started, error_code=error.code, result=None)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise error from exc
         else:
             turn.emit(RunDone(result=result))
+            if self._metrics is not None:
+                self._metrics.turns_completed.inc()
+                self._metrics.turn_latency.observe(time.perf_counter() - started)
+            self._log_turn(turn, started, error_code=None, result=result)
             return result
         finally:
             heartbeat.cancel()
             if turn.queue is not None:
                 turn.queue.put_nowait(None)
+
+    def _log_turn(
+        self, turn: _Turn, started: float, *, error_code: str | None, result: dict[str, Any] | None
+    ) -> None:
+        """One structured line per turn; message content only when LOG_CONTENT is on."""
+        fields: dict[str, Any] = {
+            "thread_id": turn.request.thread_id,
+            "run_id": str(turn.run_id),
+            "owner": turn.request.owner,
+            "status": "failed" if error_code else "completed",
+            "error_code": error_code,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "forked_from": turn.request.checkpoint_id,
+        }
+        if result is not None:
+            fields["checkpoint_id"] = result["checkpoint_id"]
+            fields["new_messages"] = len(result["messages"])
+            fields["tool_calls"] = sum(len(m.get("tool_calls") or []) for m in result["messages"])
+        if self._log_content:
+            fields["input"] = [content for _, content in turn.request.messages]
+            if result is not None:
+                fields["answer"] = result["messages"][-1]["content"]
+        logger.info("turn", extra=fields)
 
     async def _record_failure(self, turn: _Turn, code: str) -> None:
         try:
@@ -289,6 +335,9 @@ class RunService:
             "configurable": configurable,
             "metadata": {"run_id": str(turn.run_id)},
             "recursion_limit": self._settings.recursion_limit,
+            "callbacks": [MetricsCallback(self._metrics, self._provider)]
+            if self._metrics is not None
+            else [],
             "run_id": turn.run_id,
         }
         start_count: int | None = None

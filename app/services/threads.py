@@ -38,9 +38,17 @@ class ThreadService:
         self._history = history
 
     async def create(
-        self, owner: str, thread_id: str, *, title: str | None, metadata: dict[str, Any]
+        self,
+        owner: str,
+        thread_id: str,
+        *,
+        title: str | None,
+        metadata: dict[str, Any],
+        ttl_seconds: int | None = None,
     ) -> ThreadRecord:
-        record = await self._registry.create(owner, thread_id, title=title, metadata=metadata)
+        record = await self._registry.create(
+            owner, thread_id, title=title, metadata=metadata, ttl_seconds=ttl_seconds
+        )
         if record is None:
             raise ThreadExists(thread_id)
         return record
@@ -62,9 +70,17 @@ class ThreadService:
         title: str | None,
         set_title: bool,
         metadata: dict[str, Any] | None,
+        ttl_seconds: int | None = None,
+        set_ttl: bool = False,
     ) -> ThreadRecord:
         record = await self._registry.update(
-            owner, thread_id, title=title, set_title=set_title, metadata=metadata
+            owner,
+            thread_id,
+            title=title,
+            set_title=set_title,
+            metadata=metadata,
+            ttl_seconds=ttl_seconds,
+            set_ttl=set_ttl,
         )
         if record is None:
             raise ThreadNotFound(thread_id)
