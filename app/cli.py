@@ -12,6 +12,9 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from app.agent.model_errors import ModelConfigError
 from app.observability.logging import configure_logging
 from app.settings import Settings
 
@@ -26,6 +29,28 @@ def build_app() -> FastAPI:
     settings = Settings()
     configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
     return create_app(settings)
+
+
+def _config_error_text(exc: ValueError) -> str:
+    """The problems, one per line, without pydantic's echo of the input (it holds secrets)."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        lines.append(f"{where}: {message}" if where else message)
+    return "\n  ".join(lines)
+
+
+async def _preflight(settings: Settings) -> None:
+    """The model and tool checks of start-up, run before the server so a misconfiguration is
+    one clear line instead of a failed lifespan's traceback."""
+    from app.agent.model_factory import prepare_model
+    from app.agent.tool_factory import check_tool_settings
+
+    check_tool_settings(settings.tools)
+    await prepare_model(settings.model)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -116,9 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValueError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {_config_error_text(exc)}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        try:
+            asyncio.run(_preflight(settings))
+        except ModelConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
         return _serve(settings, args)
     configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
     if args.command == "prune":

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.agent.model_errors import ModelCallError
 from app.memory.credentials import CredentialUnavailable
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ def as_service_error(exc: BaseException) -> ServiceError | None:
     """Map infrastructure failures to the error the client should see, or None if unexpected."""
     if isinstance(exc, ServiceError):
         return exc
+    if isinstance(exc, ModelCallError):  # its message is written for the client
+        return TurnTimeout(exc.message) if exc.timed_out else TurnFailed(exc.message)
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | CredentialUnavailable):
         return DatabaseUnavailable()
     if isinstance(exc, psycopg.DataError):

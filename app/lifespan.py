@@ -18,10 +18,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from app.agent.graph import build_graph
-from app.agent.model_factory import build_model
-from app.agent.prompt import DEFAULT_SYSTEM_PROMPT, render_system_prompt
+from app.agent.model_factory import prepare_model
+from app.agent.prompt import render_system_prompt, system_prompt_template
 from app.agent.sample_data import load_sample_data
-from app.agent.tools import build_local_tools
+from app.agent.tool_factory import build_tools
+from app.agent.window import HistoryWindow
 from app.memory.checkpointer import PooledPostgresSaver
 from app.memory.history import CheckpointHistory
 from app.memory.pool import Database, open_database, record_pool_stats
@@ -72,26 +73,31 @@ async def open_resources(
             await check_schema(pool)
         if settings.database.load_sample_data:
             await load_sample_data(pool)
-        tools = list(tools) if tools is not None else build_local_tools(pool)
+        if tools is None:
+            tools = await build_tools(settings.tools, pool=pool, workspace=workspace)
         graph = build_graph(
-            model=model or build_model(settings.model),
-            tools=tools,
-            system_prompt=render_system_prompt(DEFAULT_SYSTEM_PROMPT, tools),
+            model=model or await prepare_model(settings.model, workspace=workspace),
+            tools=list(tools),
+            system_prompt=render_system_prompt(system_prompt_template(settings.model), tools),
             checkpointer=saver,
+            history=HistoryWindow(settings.model.max_history_messages, settings.model.max_history_tokens),
+            tool_timeout=settings.tools.timeout_seconds,
         )
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
+        transcript = Transcript(pool)
         runs = RunService(
             graph=graph,
             registry=registry,
             runs=RunStore(pool),
             history=history,
+            transcript=transcript,
             settings=settings.runs,
             metrics=metrics,
             provider=settings.model.provider,
             log_content=settings.server.log_content,
         )
-        threads = ThreadService(graph=graph, registry=registry, transcript=Transcript(pool), history=history)
+        threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)
         retention = Retention(
             pool,
             saver,

@@ -8,8 +8,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from app.api import health, history, messages, operations, threads
-from app.api.guards import BodySizeLimit, RejectNul
+from app.api import health, history, invocations, messages, operations, threads
+from app.api.guards import BodyGuard, RejectNul
+from app.api.ui import mount_ui
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
 from app.observability.metrics import Metrics
@@ -44,6 +45,8 @@ def create_app(
     install_error_handlers(app)
     for module in (threads, messages, history, health, operations):
         app.include_router(module.router)
+    app.include_router(invocations.router)
+    mount_ui(app)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -51,7 +54,11 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.limits.max_body_bytes,
+        read_timeout=settings.limits.body_read_timeout_seconds,
+    )
     app.add_middleware(RejectNul)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     return app

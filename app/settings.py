@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -126,16 +126,110 @@ class AuthSettings(_Group):
         return owners
 
 
+class ModelProvider(StrEnum):
+    OFFLINE = "offline"
+    DATABRICKS = "databricks"
+    OPENAI = "openai"
+
+
+class DatabricksChatClient(StrEnum):
+    AUTO = "auto"  # ChatDatabricks when the `databricks` extra is installed, else the OpenAI route
+    LANGCHAIN = "databricks-langchain"
+    OPENAI = "openai"
+
+
 class ModelSettings(_Group):
-    provider: str = Field(default="offline", validation_alias="MODEL_PROVIDER")
+    """The chat model (app/agent/model_factory.py) and what it is shown (prompt, history window)."""
+
+    provider: ModelProvider = Field(default=ModelProvider.OFFLINE, validation_alias="MODEL_PROVIDER")
     # Pause between streamed tokens of the offline model; 0 in production, >0 to see streaming.
     offline_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="OFFLINE_TOKEN_DELAY_MS")
+    # MODEL_PROVIDER=databricks: a Model Serving chat endpoint, auth by databricks-sdk unified auth.
+    serving_endpoint: str = Field(
+        default="databricks-claude-3-7-sonnet",
+        validation_alias=AliasChoices("DATABRICKS_SERVING_ENDPOINT", "LLM_ENDPOINT_NAME"),
+    )
+    databricks_client: DatabricksChatClient = Field(
+        default=DatabricksChatClient.AUTO, validation_alias="DATABRICKS_CHAT_CLIENT"
+    )
+    # MODEL_PROVIDER=openai: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, ...).
+    base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    name: str | None = Field(default=None, validation_alias="MODEL_NAME")
+    # None: the endpoint's default (some models accept no temperature at all).
+    temperature: float | None = Field(default=None, ge=0, le=2, validation_alias="MODEL_TEMPERATURE")
+    max_tokens: int | None = Field(default=None, ge=1, validation_alias="MODEL_MAX_TOKENS")
+    timeout_seconds: float = Field(default=60.0, gt=0, validation_alias="MODEL_TIMEOUT_SECONDS")
+    max_retries: int = Field(default=2, ge=0, le=10, validation_alias="MODEL_MAX_RETRIES")
+    # At start-up, ask the endpoint once (short timeout) so a wrong URL or name fails fast.
+    startup_check: bool = Field(default=True, validation_alias="MODEL_STARTUP_CHECK")
+    startup_check_timeout: float = Field(default=5.0, gt=0, validation_alias="MODEL_STARTUP_CHECK_TIMEOUT")
+    # The system prompt; `{tools}` is replaced by the tool list. Default: app/agent/prompt.py.
+    system_prompt: str | None = Field(default=None, validation_alias="SYSTEM_PROMPT")
+    system_prompt_file: Path | None = Field(default=None, validation_alias="SYSTEM_PROMPT_FILE")
+    # What the model sees of a thread (app/agent/window.py); the stored thread is never trimmed.
+    max_history_messages: int = Field(default=60, ge=2, validation_alias="MODEL_MAX_HISTORY_MESSAGES")
+    max_history_tokens: int | None = Field(default=None, ge=100, validation_alias="MODEL_MAX_HISTORY_TOKENS")
 
-    @field_validator("provider")
+    @model_validator(mode="after")
+    def _complete_for_provider(self) -> ModelSettings:
+        # Messages name the variable to set: they are what an operator sees at start-up.
+        if self.provider is ModelProvider.OPENAI:
+            if not self.base_url:
+                raise ValueError(
+                    "MODEL_PROVIDER=openai needs OPENAI_BASE_URL, the endpoint's base URL"
+                    " (for example https://api.openai.com/v1 or http://localhost:11434/v1)"
+                )
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError("OPENAI_BASE_URL must start with http:// or https://")
+            if not self.name:
+                raise ValueError("MODEL_PROVIDER=openai needs MODEL_NAME, the model to ask for")
+        if self.provider is ModelProvider.DATABRICKS and not self.serving_endpoint.strip():
+            raise ValueError(
+                "MODEL_PROVIDER=databricks needs DATABRICKS_SERVING_ENDPOINT, the name of a Model"
+                " Serving chat endpoint (default databricks-claude-3-7-sonnet)"
+            )
+        if self.system_prompt is not None and self.system_prompt_file is not None:
+            raise ValueError("set SYSTEM_PROMPT or SYSTEM_PROMPT_FILE, not both")
+        if self.system_prompt_file is not None and not self.system_prompt_file.is_file():
+            raise ValueError(f"SYSTEM_PROMPT_FILE={str(self.system_prompt_file)!r} is not a readable file")
+        return self
+
+
+class ToolSettings(_Group):
+    """The agent's tools (app/agent/tool_factory.py): local SQL tools, or Databricks ones."""
+
+    # "catalog.schema.function,..." (or catalog.schema.*): Unity Catalog functions replace the
+    # local SQL tools. Needs the `databricks` extra.
+    uc_functions: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="UC_FUNCTIONS")
+    # "catalog.schema.index": adds a Vector Search retriever tool. Needs the `databricks` extra.
+    vector_search_index: str | None = Field(default=None, validation_alias="VECTOR_SEARCH_INDEX")
+    vector_search_tool_name: str | None = Field(default=None, validation_alias="VECTOR_SEARCH_TOOL_NAME")
+    vector_search_description: str | None = Field(
+        default=None, validation_alias="VECTOR_SEARCH_TOOL_DESCRIPTION"
+    )
+    vector_search_num_results: int = Field(
+        default=5, ge=1, le=100, validation_alias="VECTOR_SEARCH_NUM_RESULTS"
+    )
+    # A tool that does not return within this becomes "tool failed: ..." for the model.
+    timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="TOOL_TIMEOUT_SECONDS")
+
+    @field_validator("uc_functions", mode="before")
     @classmethod
-    def _known_provider(cls, value: str) -> str:
-        if value != "offline":
-            raise ValueError(f"MODEL_PROVIDER={value!r} is not available in this version; use 'offline'")
+    def _split_functions(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            for name in value:
+                if not isinstance(name, str) or len(name.split(".")) != 3 or not all(name.split(".")):
+                    raise ValueError(f"UC_FUNCTIONS entry {name!r} is not a catalog.schema.function name")
+        return value
+
+    @field_validator("vector_search_index")
+    @classmethod
+    def _three_part_index(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.split(".")) != 3 or not all(value.split("."))):
+            raise ValueError(f"VECTOR_SEARCH_INDEX={value!r} is not a catalog.schema.index name")
         return value
 
 
@@ -146,12 +240,15 @@ class RunSettings(_Group):
     turn_timeout_seconds: float = Field(default=300.0, gt=0, validation_alias="TURN_TIMEOUT_SECONDS")
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
     recursion_limit: int = Field(default=25, ge=4, validation_alias="RECURSION_LIMIT")
+    # How much of the thread's transcript a turn loads for the model (it may trim further).
+    history_messages: int = Field(default=200, ge=0, validation_alias="HISTORY_MESSAGES")
 
 
 class LimitSettings(_Group):
     max_content_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_CONTENT_CHARS")
     max_messages_per_request: int = Field(default=20, ge=1, validation_alias="MAX_MESSAGES_PER_REQUEST")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="MAX_BODY_BYTES")
+    body_read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="BODY_READ_TIMEOUT_SECONDS")
     max_page_size: int = Field(default=200, ge=1, validation_alias="MAX_PAGE_SIZE")
     max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
 
@@ -199,6 +296,7 @@ class Settings(_Group):
     lakebase: LakebaseSettings = Field(default_factory=LakebaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

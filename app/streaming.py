@@ -46,6 +46,22 @@ EVENT_NAMES: dict[type[Any], str] = {
 }
 
 
+def sse_event_schema(data_description: str, events: list[str] | None = None) -> dict[str, Any]:
+    """OpenAPI schema of one Server-Sent Event, as SSE-aware clients and validators read it."""
+    event: dict[str, Any] = {"type": "string"}
+    if events:
+        event["enum"] = events
+    return {
+        "type": "object",
+        "properties": {
+            "data": {"type": "string", "description": data_description},
+            "event": event,
+            "id": {"type": "string"},
+        },
+        "required": ["data"],
+    }
+
+
 def event_payload(event: TurnEvent) -> dict[str, Any]:
     if isinstance(event, MessageCompleted):
         return event.message
@@ -76,3 +92,17 @@ def sse_response(
 ) -> EventSourceResponse:
     # Disconnects only stop this generator; the turn itself runs on in its own task.
     return EventSourceResponse(_frames(run_id, events), headers=headers, ping=ping_seconds)
+
+
+async def _responses_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ServerSentEvent]:
+    async for event in events:
+        yield ServerSentEvent(data=json.dumps(event, ensure_ascii=False))
+    yield ServerSentEvent(data="[DONE]")
+
+
+def responses_sse_response(
+    events: AsyncIterator[dict[str, Any]], *, headers: dict[str, str], ping_seconds: int
+) -> EventSourceResponse:
+    """Responses stream events (`app.serving.responses`) framed as MLflow's agent server does:
+    `data: <event JSON>` frames, no event names, then `data: [DONE]`."""
+    return EventSourceResponse(_responses_frames(events), headers=headers, ping=ping_seconds)

@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -41,6 +40,7 @@ from app.agent.graph import build_graph  # noqa: E402
 from app.agent.offline_model import OfflineChatModel  # noqa: E402
 from app.agent.prompt import DEFAULT_SYSTEM_PROMPT, render_system_prompt  # noqa: E402
 from app.agent.tools import build_local_tools  # noqa: E402
+from bench.lean_client import LeanConnection  # noqa: E402
 
 QUESTIONS = ("Who committed the latest malware threat?", "What was their IP address?")
 
@@ -86,7 +86,7 @@ async def timed_turns(
 
 
 class Service:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, workers: int = 1) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -96,7 +96,11 @@ class Service:
             "DB_POOL_MAX_SIZE": "20",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "app.cli", "serve", "--workers", str(workers)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(300):
@@ -113,27 +117,35 @@ class Service:
         self.process.wait(30)
 
 
-async def bench_ours(database_url: str, concurrency: list[int], turns: int) -> dict[int, tuple[float, float]]:
-    service = Service(database_url)
+async def bench_ours(
+    database_url: str, concurrency: list[int], turns: int, *, workers: int = 1
+) -> dict[int, tuple[float, float]]:
+    service = Service(database_url, workers=workers)
     results: dict[int, tuple[float, float]] = {}
+    connections: dict[str, LeanConnection] = {}
     try:
-        limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-        async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=60) as client:
 
-            async def run_turn(thread_id: str, content: str) -> None:
-                response = await client.post(f"/threads/{thread_id}/messages", json={"content": content})
-                response.raise_for_status()
+        async def run_turn(thread_id: str, content: str) -> None:
+            # One keep-alive connection per thread, like one client per conversation.
+            conn = connections.setdefault(thread_id, LeanConnection("127.0.0.1", service.port))
+            status, body = await conn.post_json(f"/threads/{thread_id}/messages", {"content": content})
+            if status != 200:
+                raise RuntimeError(f"{status}: {body[:200]!r}")
 
-            await timed_turns(4, 5, run_turn)  # warm-up
-            for n in concurrency:
-                rate, latencies = await timed_turns(n, max(2, turns // n), run_turn)
-                results[n] = (rate, statistics.median(latencies))
+        await timed_turns(4, 5, run_turn)  # warm-up
+        for n in concurrency:
+            rate, latencies = await timed_turns(n, max(2, turns // n), run_turn)
+            results[n] = (rate, statistics.median(latencies))
     finally:
+        for conn in connections.values():
+            await conn.close()
         service.stop()
     return results
 
 
-async def bench_stock(database_url: str, concurrency: list[int], turns: int) -> dict[int, tuple[float, float]]:
+async def bench_stock(
+    database_url: str, concurrency: list[int], turns: int
+) -> dict[int, tuple[float, float]]:
     results: dict[int, tuple[float, float]] = {}
     async with AsyncConnectionPool(
         database_url, max_size=20, kwargs={"autocommit": True, "prepare_threshold": 0}, open=False
@@ -212,7 +224,9 @@ async def bench_bytes(database_url: str, turns: int) -> tuple[int, int]:
     try:
         async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
             for _ in range(turns):
-                (await client.post("/threads/bytes-ours/messages", json={"content": content})).raise_for_status()
+                (
+                    await client.post("/threads/bytes-ours/messages", json={"content": content})
+                ).raise_for_status()
     finally:
         service.stop()
     ours = thread_bytes_ours(database_url, "bytes-ours")
@@ -222,7 +236,9 @@ async def bench_bytes(database_url: str, turns: int) -> tuple[int, int]:
         tools = build_local_tools(pool)  # type: ignore[arg-type]
         graph = build_graph(model=OfflineChatModel(), tools=tools, system_prompt="", checkpointer=saver)
         for _ in range(turns):
-            await graph.ainvoke({"messages": [HumanMessage(content)]}, {"configurable": {"thread_id": "bytes-stock"}})
+            await graph.ainvoke(
+                {"messages": [HumanMessage(content)]}, {"configurable": {"thread_id": "bytes-stock"}}
+            )
     return ours, thread_bytes_stock(database_url, "bytes-stock")
 
 
@@ -231,17 +247,22 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--turns", type=int, default=192, help="turns per measurement")
-    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure")
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
 
-    ours_runs: list[dict[int, tuple[float, float]]] = []
+    ours_runs: dict[int, list[dict[int, tuple[float, float]]]] = {w: [] for w in worker_counts}
     stock_runs: list[dict[int, tuple[float, float]]] = []
     floors: list[float] = []
     for _ in range(args.repeats):
         url = fresh_database(args.admin_url)
         try:
-            ours_runs.append(asyncio.run(bench_ours(url, concurrency, args.turns)))
+            for workers in worker_counts:
+                ours_runs[workers].append(
+                    asyncio.run(bench_ours(url, concurrency, args.turns, workers=workers))
+                )
             stock_runs.append(asyncio.run(bench_stock(url, concurrency, args.turns)))
             floors.append(floor_upsert(url))
         finally:
@@ -260,18 +281,25 @@ def main() -> None:
     print(f"medians of {args.repeats} runs, {args.turns} turns per measurement, offline model")
     print(f"raw durable upsert round trip (floor): {floor * 1000:.3f} ms")
     print()
-    print("| threads | ours turns/s | stock turns/s | ratio | ours p50 ms | stock p50 ms | p50 in floor RTs (ours/stock) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| threads | path | turns/s | vs stock | p50 ms | p50 in floor round trips |")
+    print("|---:|---|---:|---:|---:|---:|")
     for n in concurrency:
-        o_rate, s_rate = med(ours_runs, n, 0), med(stock_runs, n, 0)
-        o_p50, s_p50 = med(ours_runs, n, 1), med(stock_runs, n, 1)
+        s_rate, s_p50 = med(stock_runs, n, 0), med(stock_runs, n, 1)
         print(
-            f"| {n} | {o_rate:.1f} | {s_rate:.1f} | {o_rate / s_rate:.2f}x | {o_p50 * 1000:.1f} |"
-            f" {s_p50 * 1000:.1f} | {o_p50 / floor:.0f} / {s_p50 / floor:.0f} |"
+            f"| {n} | stock (in-process, no HTTP) | {s_rate:.1f} | 1.00x | {s_p50 * 1000:.1f} |"
+            f" {s_p50 / floor:.0f} |"
         )
+        for workers in worker_counts:
+            o_rate, o_p50 = med(ours_runs[workers], n, 0), med(ours_runs[workers], n, 1)
+            print(
+                f"| {n} | ours, HTTP, {workers} worker{'s' if workers > 1 else ''} | {o_rate:.1f} |"
+                f" {o_rate / s_rate:.2f}x | {o_p50 * 1000:.1f} | {o_p50 / floor:.0f} |"
+            )
     print()
-    print(f"bytes of one thread after 100 turns (200-char messages): ours {ours_bytes:,}, stock {stock_bytes:,}"
-          f" ({stock_bytes / max(ours_bytes, 1):.1f}x less)")
+    print(
+        f"bytes of one thread after 100 turns (200-character messages): ours {ours_bytes:,},"
+        f" stock {stock_bytes:,} ({stock_bytes / max(ours_bytes, 1):.1f}x less)"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,6 +37,7 @@ from app.settings import (
     RunSettings,
     ServerSettings,
     Settings,
+    ToolSettings,
 )
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -95,6 +97,7 @@ def make_settings(database_url: str | None, **groups: Any) -> Settings:
         limits=LimitSettings(**groups.pop("limits", {})),
         server=ServerSettings(**groups.pop("server", {})),
         retention=RetentionSettings(**groups.pop("retention", {})),
+        tools=ToolSettings(**groups.pop("tools", {})),
     )
     assert not groups, f"unknown settings groups: {sorted(groups)}"
     return settings
@@ -146,3 +149,27 @@ async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def system_tool(command: str, apt_package: str) -> str:
+    """The path of a system tool a test needs: installed with apt-get when missing and we are
+    root on Debian (as in CI), else the test is skipped saying why."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(
+            f"{command} is missing and cannot be installed here (needs root and apt-get): {apt_package}"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", apt_package],
+    ):
+        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.skip(f"could not install {apt_package} with apt-get: {done.stderr.strip()[-500:]}")
+    found = shutil.which(command)
+    if not found:
+        pytest.skip(f"{apt_package} was installed but {command} is still not on PATH")
+    return found

@@ -1,16 +1,21 @@
 """The agent graph: a model node and a tool node in a loop, compiled once per process.
 
 Per-request data (thread key, checkpoint to start from, run id) travels in the run config, so
-one compiled graph serves every thread and every request.
+one compiled graph serves every thread and every request. The state keeps the whole thread; the
+model is shown a repaired, bounded window of it (app/agent/window.py). A tool that fails or
+runs out of time becomes a "tool failed: ..." result the model reads; a model call that fails
+raises `ModelCallError` with a message fit for the client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, SystemMessage
+from langchain_core.messages import AnyMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -18,6 +23,17 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command
+
+from app.agent.model_errors import as_model_call_error
+from app.agent.window import HistoryWindow
+
+logger = logging.getLogger(__name__)
+
+# Run-config key under which a turn passes the thread's earlier messages (its transcript window)
+# to the model node; "__" keeps it out of checkpoint metadata and traces.
+HISTORY_KEY = "__lma_history"
 
 AGENT_NODE = "agent"
 TOOLS_NODE = "tools"
@@ -32,23 +48,66 @@ def _tool_error(exc: Exception) -> str:
     return f"tool failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
+ToolExecutor = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
+
+
+def _tool_deadline(seconds: float) -> Callable[[ToolCallRequest, ToolExecutor], Awaitable[Any]]:
+    async def run_with_deadline(
+        request: ToolCallRequest, execute: ToolExecutor
+    ) -> ToolMessage | Command[Any]:
+        try:
+            async with asyncio.timeout(seconds):
+                return await execute(request)
+        except TimeoutError:
+            call = request.tool_call
+            return ToolMessage(
+                content=f"tool failed: {call['name']} did not return within {seconds:g} s",
+                name=call["name"],
+                tool_call_id=call["id"] or "",
+                status="error",
+            )
+
+    return run_with_deadline
+
+
 def build_graph(
     *,
     model: BaseChatModel,
     tools: Sequence[BaseTool],
     system_prompt: str,
     checkpointer: BaseCheckpointSaver[Any],
+    history: HistoryWindow | None = None,
+    tool_timeout: float | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
+    """`history`: what the model sees of a thread (default `HistoryWindow()`); `tool_timeout`:
+    seconds a tool may take before its result is "tool failed" (None: no limit)."""
     bound = model.bind_tools(list(tools))
     system = SystemMessage(content=system_prompt)
+    window = history or HistoryWindow()
 
     async def agent(state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        response = await bound.ainvoke([system, *state["messages"]], config)
+        try:
+            earlier = (config.get("configurable") or {}).get(HISTORY_KEY, [])
+            response = await bound.ainvoke([system, *window.apply([*earlier, *state["messages"]])], config)
+        except Exception as exc:
+            failure = as_model_call_error(exc)
+            if failure is None:
+                raise
+            # The type and status only: provider messages can echo the request's content.
+            logger.warning("model call failed: %s (status %s)", type(exc).__name__, failure.status)
+            raise failure from exc
         return {"messages": [response]}
 
     builder: StateGraph[AgentState, None, AgentState, AgentState] = StateGraph(AgentState)
     builder.add_node(AGENT_NODE, agent)
-    builder.add_node(TOOLS_NODE, ToolNode(list(tools), handle_tool_errors=_tool_error))
+    builder.add_node(
+        TOOLS_NODE,
+        ToolNode(
+            list(tools),
+            handle_tool_errors=_tool_error,
+            awrap_tool_call=_tool_deadline(tool_timeout) if tool_timeout is not None else None,
+        ),
+    )
     builder.add_edge(START, AGENT_NODE)
     builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": TOOLS_NODE, END: END})
     builder.add_edge(TOOLS_NODE, AGENT_NODE)

@@ -12,6 +12,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
 )
 
@@ -62,6 +63,23 @@ def to_stored(message: BaseMessage, *, seq: int, run_id: uuid.UUID | None) -> St
         tool_calls=tool_calls_of(message),
         tool_call_id=message.tool_call_id if isinstance(message, ToolMessage) else None,
     )
+
+
+def stored_to_langchain(message: StoredMessage) -> BaseMessage:
+    """A transcript row as the model sees it again (the history of a later turn)."""
+    if message.role == "user":
+        return HumanMessage(content=message.content, id=message.message_id)
+    if message.role == "assistant":
+        calls = [ToolCall(id=c["id"], name=c["name"], args=c["args"]) for c in message.tool_calls or []]
+        return AIMessage(content=message.content, id=message.message_id, tool_calls=calls)
+    if message.role == "tool":
+        return ToolMessage(
+            content=message.content,
+            id=message.message_id,
+            tool_call_id=message.tool_call_id or "",
+            name=message.name,
+        )
+    return SystemMessage(content=message.content, id=message.message_id)
 
 
 def stored_to_json(message: StoredMessage) -> dict[str, Any]:

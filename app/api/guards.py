@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import unquote_to_bytes
 
@@ -42,13 +43,16 @@ class RejectNul:
         await self.app(scope, receive, send)
 
 
-class BodySizeLimit:
-    """Refuse request bodies over MAX_BODY_BYTES with 413: checked up front from
-    Content-Length, and while reading chunked bodies, so an oversized body is never buffered."""
+class BodyGuard:
+    """Bound what a request body may cost: over MAX_BODY_BYTES is 413 (checked up front from
+    Content-Length, and while reading chunked bodies, so it is never buffered whole); a client
+    that stops sending its body for BODY_READ_TIMEOUT_SECONDS is 408, so a slow sender cannot
+    hold a worker forever."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def _reject(self, send: Send) -> None:
         await send_error(
@@ -74,13 +78,28 @@ class BodySizeLimit:
         seen = 0
         rejected = False
         started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal seen, rejected
-            message = await receive()
+            nonlocal seen, rejected, body_done
+            if body_done or rejected:
+                return await receive()  # e.g. waiting for a disconnect while streaming: no timeout
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                rejected = True
+                if not started:
+                    await send_error(
+                        send,
+                        408,
+                        "request_timeout",
+                        "The request body did not arrive in time; send it again.",
+                    )
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes and not rejected:
+                body_done = not message.get("more_body", False)
+                if seen > self.max_bytes:
                     rejected = True
                     if not started:
                         await self._reject(send)
@@ -90,7 +109,7 @@ class BodySizeLimit:
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if rejected:
-                return  # the 413 already went out
+                return  # the 413/408 already went out
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -15,8 +15,9 @@ from app.api.schemas import ErrorBody, MessageOut, MessagePage, TurnIn, TurnOut
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
 from app.services.runs import TurnRequest
+from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
-from app.streaming import sse_response
+from app.streaming import EVENT_NAMES, sse_event_schema, sse_response
 
 router = APIRouter(prefix="/threads", tags=["messages"])
 
@@ -35,21 +36,7 @@ def _turn_messages(body: TurnIn, limits: LimitSettings) -> list[tuple[str, str]]
         if body.messages is None
         else [(m.role, m.content) for m in body.messages]
     )
-    if not items:
-        raise InvalidInput("`messages` must not be empty.")
-    if len(items) > limits.max_messages_per_request:
-        raise InvalidInput(
-            f"At most {limits.max_messages_per_request} messages per request (MAX_MESSAGES_PER_REQUEST)."
-        )
-    for _, content in items:
-        if not content.strip():
-            raise InvalidInput("Message content must not be empty.")
-        if len(content) > limits.max_content_chars:
-            raise InvalidInput(
-                f"Message content is longer than MAX_CONTENT_CHARS ({limits.max_content_chars})."
-            )
-    if items[-1][0] != "user":
-        raise InvalidInput("The last message of a turn must have the role 'user'.")
+    check_turn_messages(items, limits)
     return items
 
 
@@ -66,7 +53,11 @@ def _wants_stream(request: Request, stream: bool | None) -> bool:
     responses={
         **ERRORS,
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": sse_event_schema("The event's JSON payload", sorted(EVENT_NAMES.values()))
+                }
+            },
             "description": "The turn's new messages, or its SSE stream",
         },
         409: {"model": ErrorBody, "description": "thread_busy: another turn is running (see Retry-After)"},

@@ -25,13 +25,14 @@ class CheckpointRecord:
     source: str | None
     run_id: str | None
     message_count: int | None
+    branch: int | None = None
 
 
 _SELECT = (
     "SELECT c.checkpoint_id, c.parent_checkpoint_id,"
     " (c.checkpoint->>'ts')::timestamptz AS created_at,"
     " (c.metadata->>'step')::int AS step, c.metadata->>'source' AS source,"
-    " c.metadata->>'run_id' AS run_id, r.message_count"
+    " c.metadata->>'run_id' AS run_id, r.message_count, r.branch"
     " FROM checkpoints c LEFT JOIN lma_runs r"
     "   ON r.thread_key = %(key)s AND r.checkpoint_id = c.checkpoint_id"
     " WHERE c.thread_id = %(key_text)s AND c.checkpoint_ns = ''"

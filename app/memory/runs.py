@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from app.memory.pool import Pool
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
 from app.memory.threads import ThreadRecord, purge_checkpoints
-from app.memory.transcript import StoredMessage, append_messages
+from app.memory.transcript import StoredMessage, append_messages, copy_prefix
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,16 @@ class RunRecord:
     message_count: int | None
     response: dict[str, Any] | None
     started_at: datetime
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """Where a turn starts: a checkpoint, and the transcript branch and position it ends."""
+
+    checkpoint_id: str | None
+    branch: int
+    seq: int
+    fork: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,37 +189,64 @@ class RunStore:
         thread_key: uuid.UUID,
         run_id: uuid.UUID,
         checkpoint_id: str,
-        start_seq: int,
+        start: TurnStart,
         messages: Sequence[StoredMessage],
         response: dict[str, Any],
     ) -> ThreadRecord | None:
         """Make the turn visible, atomically: transcript, run row, thread head and counters, lease.
 
+        A fork opens a new branch (a copy of the shared prefix) and moves the head onto it.
         Returns None (and writes nothing) if this run no longer holds the thread's lease or the
         thread was deleted meanwhile.
         """
-        total = start_seq + len(messages)
+        total = start.seq + len(messages)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
             await cur.execute(
-                "UPDATE lma_threads SET head_checkpoint_id = %s, message_count = %s,"
+                "UPDATE lma_threads SET head_checkpoint_id = %(checkpoint)s, message_count = %(total)s,"
                 " turn_count = turn_count + 1, last_activity_at = now(), updated_at = now(),"
-                " lease_run_id = NULL, lease_expires_at = NULL"
-                f" WHERE thread_key = %s AND lease_run_id = %s RETURNING {THREAD_COLUMNS}",
-                (checkpoint_id, total, thread_key, run_id),
+                " lease_run_id = NULL, lease_expires_at = NULL,"
+                " branch = CASE WHEN %(fork)s THEN branch_count ELSE branch END,"
+                " branch_count = branch_count + CASE WHEN %(fork)s THEN 1 ELSE 0 END"
+                f" WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING {THREAD_COLUMNS}",
+                {
+                    "checkpoint": checkpoint_id,
+                    "total": total,
+                    "fork": start.fork,
+                    "key": thread_key,
+                    "run": run_id,
+                },
             )
             thread = await cur.fetchone()
             if thread is None:
                 return None
-            # A fork starts before the end of the current branch: the branch's later messages
-            # leave the transcript (they stay readable through the history and state routes).
-            await conn.execute(
-                "DELETE FROM lma_messages WHERE thread_key = %s AND seq >= %s", (thread_key, start_seq)
-            )
-            await append_messages(conn, thread_key, start_seq, messages)
+            if start.fork:
+                await copy_prefix(
+                    conn, thread_key, source=start.branch, target=thread.branch, length=start.seq
+                )
+            await append_messages(conn, thread_key, thread.branch, start.seq, messages)
             await conn.execute(
                 "UPDATE lma_runs SET status = 'completed', checkpoint_id = %s, message_count = %s,"
-                " response = %s, finished_at = now() WHERE run_id = %s",
-                (checkpoint_id, total, Jsonb(response), run_id),
+                " branch = %s, response = %s, finished_at = now() WHERE run_id = %s",
+                (checkpoint_id, total, thread.branch, Jsonb(response), run_id),
             )
             return thread
+
+    async def start_of(self, thread: ThreadRecord, checkpoint_id: str | None) -> TurnStart:
+        """Where a turn starting from `checkpoint_id` (None: the head) sits in the transcript."""
+        if checkpoint_id is None or checkpoint_id == thread.head_checkpoint_id:
+            return TurnStart(
+                checkpoint_id=thread.head_checkpoint_id, branch=thread.branch, seq=thread.message_count
+            )
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT branch, message_count FROM lma_runs"
+                " WHERE thread_key = %s AND checkpoint_id = %s AND status = 'completed'",
+                (thread.thread_key, checkpoint_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise LookupError(checkpoint_id)
+        branch, count = row
+        assert isinstance(branch, int) and isinstance(count, int)
+        return TurnStart(checkpoint_id=checkpoint_id, branch=branch, seq=count, fork=True)

@@ -121,6 +121,16 @@ MIGRATIONS: list[list[LiteralString]] = [
         "CREATE INDEX IF NOT EXISTS lma_threads_last_activity_idx ON lma_threads (last_activity_at)",
         "CREATE INDEX IF NOT EXISTS lma_runs_started_idx ON lma_runs (started_at)",
     ],
+    # 2: branches. The transcript keeps every branch a fork creates (copy-on-fork of the shared
+    # prefix), so the full conversation at any checkpoint is a range of one branch's rows.
+    [
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS branch integer NOT NULL DEFAULT 0",
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS branch_count integer NOT NULL DEFAULT 1",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS branch integer NOT NULL DEFAULT 0",
+        "ALTER TABLE lma_messages ADD COLUMN IF NOT EXISTS branch integer NOT NULL DEFAULT 0",
+        "ALTER TABLE lma_messages DROP CONSTRAINT IF EXISTS lma_messages_pkey",
+        "ALTER TABLE lma_messages ADD PRIMARY KEY (thread_key, branch, seq)",
+    ],
 ]
 
 

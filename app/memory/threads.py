@@ -23,7 +23,7 @@ from app.memory.pool import Pool
 _COLUMNS = (
     "owner, thread_id, thread_key, title, metadata, created_at, updated_at, last_activity_at,"
     " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at,"
-    " ttl_seconds, compacted_at"
+    " ttl_seconds, compacted_at, branch, branch_count"
 )
 
 # The checkpointer's tables (langgraph-checkpoint-postgres schema), keyed by our thread_key.
@@ -53,6 +53,8 @@ class ThreadRecord:
     lease_expires_at: datetime | None
     ttl_seconds: int | None
     compacted_at: datetime | None
+    branch: int  # the transcript branch the head is on
+    branch_count: int
 
     def busy_at(self, now: datetime) -> bool:
         return (

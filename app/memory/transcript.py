@@ -1,9 +1,13 @@
-"""The transcript: the messages of a thread's current branch, one row each, append-only.
+"""The transcript: every message of a thread, one row each, append-only. This is the thread's
+memory; a checkpoint holds the graph state of one turn.
 
-The checkpoint holds the whole state; this table is its projection for reading. A page of the
-transcript then costs the page, not the thread (reading a long thread's latest checkpoint means
-decoding every message it ever had). It is written in the same transaction that moves the
-thread's head (see `RunStore.complete`), so it never shows a turn that did not complete.
+Rows are keyed by (thread, branch, seq). A thread starts on branch 0 and each turn appends to
+its head's branch. A fork (a turn started from an earlier checkpoint) opens a new branch whose
+first rows are a copy of the shared prefix, so every branch is a plain range of rows: the
+conversation at any checkpoint is `branch = b AND seq < n`, a page of it is an index range scan,
+and reading costs the page, not the thread. The rows are written in the same transaction that
+moves the thread's head (see `RunStore.complete`), so the transcript never shows a turn that
+did not complete.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from psycopg.types.json import Jsonb
 
 from app.memory.pool import Pool
 
+_SELECT = (
+    "SELECT seq, message_id, run_id, role, content, name, tool_calls, tool_call_id, created_at"
+    " FROM lma_messages"
+)
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -35,17 +44,22 @@ class StoredMessage:
 
 
 async def append_messages(
-    conn: AsyncConnection[Any], thread_key: uuid.UUID, start_seq: int, messages: Sequence[StoredMessage]
+    conn: AsyncConnection[Any],
+    thread_key: uuid.UUID,
+    branch: int,
+    start_seq: int,
+    messages: Sequence[StoredMessage],
 ) -> None:
     if not messages:
         return
     async with conn.cursor() as cur:
         await cur.executemany(
-            "INSERT INTO lma_messages (thread_key, seq, message_id, run_id, role, content, name,"
-            " tool_calls, tool_call_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO lma_messages (thread_key, branch, seq, message_id, run_id, role, content, name,"
+            " tool_calls, tool_call_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     thread_key,
+                    branch,
                     start_seq + i,
                     m.message_id,
                     m.run_id,
@@ -60,24 +74,59 @@ async def append_messages(
         )
 
 
+async def copy_prefix(
+    conn: AsyncConnection[Any], thread_key: uuid.UUID, *, source: int, target: int, length: int
+) -> None:
+    """Open branch `target` with the first `length` messages of branch `source` (a fork)."""
+    await conn.execute(
+        "INSERT INTO lma_messages (thread_key, branch, seq, message_id, run_id, role, content, name,"
+        " tool_calls, tool_call_id, created_at)"
+        " SELECT thread_key, %s, seq, message_id, run_id, role, content, name, tool_calls, tool_call_id,"
+        " created_at FROM lma_messages WHERE thread_key = %s AND branch = %s AND seq < %s",
+        (target, thread_key, source, length),
+    )
+
+
 class Transcript:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def page(
-        self, thread_key: uuid.UUID, *, limit: int, before_seq: int | None
+        self, thread_key: uuid.UUID, *, branch: int, limit: int, before_seq: int | None
     ) -> tuple[list[StoredMessage], int | None]:
         """Up to `limit` messages before `before_seq` (or the latest), oldest first, and the
         cursor (a seq) for the page before this one, or None at the start of the thread."""
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(StoredMessage))
             await cur.execute(
-                "SELECT seq, message_id, run_id, role, content, name, tool_calls, tool_call_id,"
-                " created_at FROM lma_messages WHERE thread_key = %s AND seq < %s"
-                " ORDER BY seq DESC LIMIT %s",
-                (thread_key, before_seq if before_seq is not None else 2**31 - 1, limit + 1),
+                _SELECT + " WHERE thread_key = %s AND branch = %s AND seq < %s ORDER BY seq DESC LIMIT %s",
+                (thread_key, branch, before_seq if before_seq is not None else 2**31 - 1, limit + 1),
             )
             rows = await cur.fetchall()
         more = len(rows) > limit
         rows = list(reversed(rows[:limit]))
         return rows, (rows[0].seq if more and rows else None)
+
+    async def upto(self, thread_key: uuid.UUID, *, branch: int, end_seq: int) -> list[StoredMessage]:
+        """The whole conversation of a branch before `end_seq` (the state at a checkpoint)."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(StoredMessage))
+            await cur.execute(
+                _SELECT + " WHERE thread_key = %s AND branch = %s AND seq < %s ORDER BY seq",
+                (thread_key, branch, end_seq),
+            )
+            return await cur.fetchall()
+
+    async def window(
+        self, thread_key: uuid.UUID, *, branch: int, end_seq: int, limit: int
+    ) -> list[StoredMessage]:
+        """The last messages before `end_seq` that a turn's model sees, oldest first.
+
+        At most `limit`, starting at a user message so a tool call is never separated from
+        the message that asked for it and no tool result lacks its call.
+        """
+        rows, _ = await self.page(thread_key, branch=branch, limit=limit, before_seq=end_seq)
+        if rows and rows[0].seq > 0:
+            first_user = next((i for i, m in enumerate(rows) if m.role == "user"), len(rows))
+            rows = rows[first_user:]
+        return rows

@@ -24,8 +24,16 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Tool
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Overwrite
 
-from app.agent.messages import request_fingerprint, stored_to_json, text_of, to_langchain, to_stored
+from app.agent.graph import HISTORY_KEY
+from app.agent.messages import (
+    request_fingerprint,
+    stored_to_json,
+    text_of,
+    to_langchain,
+    to_stored,
+)
 from app.errors import (
     CheckpointNotFound,
     IdempotencyConflict,
@@ -38,8 +46,9 @@ from app.errors import (
     as_service_error,
 )
 from app.memory.history import CheckpointHistory
-from app.memory.runs import Claim, RunRecord, RunStore
+from app.memory.runs import Claim, RunRecord, RunStore, TurnStart
 from app.memory.threads import ThreadRecord, ThreadRegistry
+from app.memory.transcript import Transcript
 from app.observability.callbacks import MetricsCallback
 from app.observability.metrics import Metrics
 from app.services.events import (
@@ -52,6 +61,7 @@ from app.services.events import (
     ToolResult,
     TurnEvent,
 )
+from app.services.history_cache import HistoryCache
 from app.settings import BusyMode, RunSettings
 
 logger = logging.getLogger(__name__)
@@ -102,7 +112,7 @@ class _Turn:
     request: TurnRequest
     run_id: uuid.UUID
     thread: ThreadRecord
-    start_from: str | None
+    start: TurnStart
     queue: asyncio.Queue[TurnEvent | None] | None
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -119,6 +129,7 @@ class RunService:
         registry: ThreadRegistry,
         runs: RunStore,
         history: CheckpointHistory,
+        transcript: Transcript,
         settings: RunSettings,
         metrics: Metrics | None = None,
         provider: str = "offline",
@@ -131,6 +142,7 @@ class RunService:
         self._registry = registry
         self._runs = runs
         self._history = history
+        self._history_cache = HistoryCache(transcript, limit=settings.history_messages)
         self._settings = settings
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -149,14 +161,13 @@ class RunService:
         if claim.existing_run is not None:
             return self._replay(claim.existing_run, fingerprint, request)
         assert claim.thread is not None
+        try:
+            start = await self._runs.start_of(claim.thread, request.checkpoint_id)
+        except LookupError:
+            await self._runs.fail(claim.thread.thread_key, run_id, "checkpoint_not_found")
+            raise CheckpointNotFound(request.thread_id, request.checkpoint_id or "") from None
         queue: asyncio.Queue[TurnEvent | None] | None = asyncio.Queue() if stream else None
-        turn = _Turn(
-            request=request,
-            run_id=run_id,
-            thread=claim.thread,
-            start_from=request.checkpoint_id or claim.thread.head_checkpoint_id,
-            queue=queue,
-        )
+        turn = _Turn(request=request, run_id=run_id, thread=claim.thread, start=start, queue=queue)
         task = asyncio.create_task(self._execute(turn), name=f"turn-{run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._forget)
@@ -326,11 +337,17 @@ class RunService:
     async def _run_graph(self, turn: _Turn) -> dict[str, Any]:
         request = turn.request
         inputs = [to_langchain(role, content) for role, content in request.messages]
-        configurable: dict[str, Any] = {"thread_id": str(turn.thread.thread_key)}
-        if turn.start_from is not None:
+        start = turn.start
+        # The thread's memory is its transcript; the model gets the recent part of it before
+        # this turn's messages (the graph state holds one turn, so it stays small).
+        earlier = await self._history_cache.window(
+            turn.thread.thread_key, branch=start.branch, end_seq=start.seq
+        )
+        configurable: dict[str, Any] = {"thread_id": str(turn.thread.thread_key), HISTORY_KEY: earlier}
+        if start.checkpoint_id is not None:
             # Always start from the head we know completed (or the fork point), never from
             # "the latest checkpoint", which could be a partial one of a crashed run.
-            configurable["checkpoint_id"] = turn.start_from
+            configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
             "metadata": {"run_id": str(turn.run_id)},
@@ -340,28 +357,21 @@ class RunService:
             else [],
             "run_id": turn.run_id,
         }
-        start_count: int | None = None
         final: list[BaseMessage] = []
         checkpoint_id: str | None = None
         stream: AsyncIterator[tuple[str, Any]] = self._graph.astream(  # type: ignore[assignment]
-            {"messages": inputs},
+            # Overwrite: the state starts empty each turn, with only this turn's input.
+            {"messages": Overwrite(inputs)},
             config,
             # Token and step events only when someone streams: without a "messages" consumer
             # the model is called without streaming, which costs less.
-            stream_mode=(
-                ["messages", "updates", "values", "checkpoints"]
-                if turn.queue is not None
-                else ["values", "checkpoints"]
-            ),
+            stream_mode=["messages", "updates", "checkpoints"] if turn.queue is not None else ["checkpoints"],
             durability="exit",
         )
         async for mode, payload in stream:
-            if mode == "values":
-                final = payload["messages"]
-                if start_count is None:
-                    start_count = len(final) - len(inputs)
-            elif mode == "checkpoints":
+            if mode == "checkpoints":
                 checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
+                final = payload["values"].get("messages", [])
             elif mode == "messages":
                 chunk = payload[0]
                 if isinstance(chunk, AIMessageChunk) and (delta := text_of(chunk)):
@@ -370,10 +380,8 @@ class RunService:
                 self._emit_updates(turn, payload)
         if turn.lease_lost.is_set():
             raise TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
-        assert start_count is not None and checkpoint_id is not None
-        new = [
-            to_stored(m, seq=start_count + i, run_id=turn.run_id) for i, m in enumerate(final[start_count:])
-        ]
+        assert checkpoint_id is not None
+        new = [to_stored(m, seq=start.seq + i, run_id=turn.run_id) for i, m in enumerate(final)]
         result = {
             "thread_id": request.thread_id,
             "run_id": str(turn.run_id),
@@ -384,12 +392,19 @@ class RunService:
             thread_key=turn.thread.thread_key,
             run_id=turn.run_id,
             checkpoint_id=checkpoint_id,
-            start_seq=start_count,
+            start=start,
             messages=new,
             response=result,
         )
         if thread is None:
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
+        self._history_cache.remember(
+            turn.thread.thread_key,
+            branch=thread.branch,
+            end_seq=thread.message_count,
+            before=earlier,
+            turn=final,
+        )
         return result
 
     @staticmethod

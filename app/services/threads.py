@@ -94,7 +94,9 @@ class ThreadService:
         self, owner: str, thread_id: str, *, limit: int, before: int | None
     ) -> tuple[list[StoredMessage], int | None]:
         thread = await self.get(owner, thread_id)
-        return await self._transcript.page(thread.thread_key, limit=limit, before_seq=before)
+        return await self._transcript.page(
+            thread.thread_key, branch=thread.branch, limit=limit, before_seq=before
+        )
 
     async def history(
         self, owner: str, thread_id: str, *, limit: int, before: str | None
@@ -104,7 +106,8 @@ class ThreadService:
         return thread, rows, cursor
 
     async def state(self, owner: str, thread_id: str, checkpoint_id: str | None) -> StateView:
-        """The full state at a checkpoint (default: the thread's head)."""
+        """The full conversation at a checkpoint (default: the thread's head): its branch of the
+        transcript up to that checkpoint. The graph's own state there holds that turn only."""
         thread = await self.get(owner, thread_id)
         wanted = checkpoint_id or thread.head_checkpoint_id
         if wanted is None:
@@ -116,6 +119,12 @@ class ThreadService:
             "configurable": {"thread_id": str(thread.thread_key), "checkpoint_id": wanted}
         }
         snapshot = await self._graph.aget_state(config)
-        values = snapshot.values.get("messages", []) if isinstance(snapshot.values, dict) else []
-        messages = [stored_to_json(to_stored(m, seq=i, run_id=None)) for i, m in enumerate(values)]
+        if record.message_count is not None and record.branch is not None:
+            rows = await self._transcript.upto(
+                thread.thread_key, branch=record.branch, end_seq=record.message_count
+            )
+            messages = [stored_to_json(m) for m in rows]
+        else:  # a checkpoint no run of this service wrote: only the graph state is known
+            values = snapshot.values.get("messages", []) if isinstance(snapshot.values, dict) else []
+            messages = [stored_to_json(to_stored(m, seq=i, run_id=None)) for i, m in enumerate(values)]
         return StateView(checkpoint=record, messages=messages, next_nodes=list(snapshot.next))
