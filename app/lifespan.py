@@ -31,6 +31,7 @@ from app.memory.runs import RunStore
 from app.memory.schema import check_schema, migrate
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
+from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
 from app.services.runs import RunService
 from app.services.threads import ThreadService
@@ -82,6 +83,7 @@ async def open_resources(
             checkpointer=saver,
             history=HistoryWindow(settings.model.max_history_messages, settings.model.max_history_tokens),
             tool_timeout=settings.tools.timeout_seconds,
+            observer=GraphMetrics(metrics, settings.model.provider),
         )
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
@@ -94,7 +96,6 @@ async def open_resources(
             transcript=transcript,
             settings=settings.runs,
             metrics=metrics,
-            provider=settings.model.provider,
             log_content=settings.server.log_content,
         )
         threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)

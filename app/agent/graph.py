@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, TypedDict
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, SystemMessage, ToolMessage
@@ -51,23 +52,44 @@ def _tool_error(exc: Exception) -> str:
 ToolExecutor = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
 
 
-def _tool_deadline(seconds: float) -> Callable[[ToolCallRequest, ToolExecutor], Awaitable[Any]]:
-    async def run_with_deadline(
-        request: ToolCallRequest, execute: ToolExecutor
-    ) -> ToolMessage | Command[Any]:
+class GraphObserver(Protocol):
+    """Told about every model and tool call (metrics). Called inline, so it must be cheap; this
+    costs far less than LangChain callbacks, which add a run manager to every step."""
+
+    def model_call(self, seconds: float, usage: Mapping[str, Any] | None) -> None: ...
+
+    def tool_call(self, tool: str, outcome: str, seconds: float) -> None: ...
+
+
+def _tool_wrapper(
+    seconds: float | None, observer: GraphObserver | None
+) -> Callable[[ToolCallRequest, ToolExecutor], Awaitable[Any]]:
+    async def run_tool(request: ToolCallRequest, execute: ToolExecutor) -> ToolMessage | Command[Any]:
+        call = request.tool_call
+        started = time.perf_counter()
+        outcome = "success"
         try:
-            async with asyncio.timeout(seconds):
-                return await execute(request)
+            if seconds is None:
+                result = await execute(request)
+            else:
+                async with asyncio.timeout(seconds):
+                    result = await execute(request)
+            if isinstance(result, ToolMessage) and result.status == "error":
+                outcome = "error"
+            return result
         except TimeoutError:
-            call = request.tool_call
+            outcome = "timeout"
             return ToolMessage(
                 content=f"tool failed: {call['name']} did not return within {seconds:g} s",
                 name=call["name"],
                 tool_call_id=call["id"] or "",
                 status="error",
             )
+        finally:
+            if observer is not None:
+                observer.tool_call(call["name"], outcome, time.perf_counter() - started)
 
-    return run_with_deadline
+    return run_tool
 
 
 def build_graph(
@@ -78,24 +100,31 @@ def build_graph(
     checkpointer: BaseCheckpointSaver[Any],
     history: HistoryWindow | None = None,
     tool_timeout: float | None = None,
+    observer: GraphObserver | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """`history`: what the model sees of a thread (default `HistoryWindow()`); `tool_timeout`:
-    seconds a tool may take before its result is "tool failed" (None: no limit)."""
+    seconds a tool may take before its result is "tool failed" (None: no limit); `observer`:
+    told about each model and tool call."""
     bound = model.bind_tools(list(tools))
     system = SystemMessage(content=system_prompt)
     window = history or HistoryWindow()
 
     async def agent(state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        started = time.perf_counter()
         try:
             earlier = (config.get("configurable") or {}).get(HISTORY_KEY, [])
             response = await bound.ainvoke([system, *window.apply([*earlier, *state["messages"]])], config)
         except Exception as exc:
+            if observer is not None:
+                observer.model_call(time.perf_counter() - started, None)
             failure = as_model_call_error(exc)
             if failure is None:
                 raise
             # The type and status only: provider messages can echo the request's content.
             logger.warning("model call failed: %s (status %s)", type(exc).__name__, failure.status)
             raise failure from exc
+        if observer is not None:
+            observer.model_call(time.perf_counter() - started, getattr(response, "usage_metadata", None))
         return {"messages": [response]}
 
     builder: StateGraph[AgentState, None, AgentState, AgentState] = StateGraph(AgentState)
@@ -105,7 +134,9 @@ def build_graph(
         ToolNode(
             list(tools),
             handle_tool_errors=_tool_error,
-            awrap_tool_call=_tool_deadline(tool_timeout) if tool_timeout is not None else None,
+            awrap_tool_call=_tool_wrapper(tool_timeout, observer)
+            if tool_timeout is not None or observer is not None
+            else None,
         ),
     )
     builder.add_edge(START, AGENT_NODE)

@@ -49,7 +49,6 @@ from app.memory.history import CheckpointHistory
 from app.memory.runs import Claim, RunRecord, RunStore, TurnStart
 from app.memory.threads import ThreadRecord, ThreadRegistry
 from app.memory.transcript import Transcript
-from app.observability.callbacks import MetricsCallback
 from app.observability.metrics import Metrics
 from app.services.events import (
     MessageCompleted,
@@ -132,12 +131,10 @@ class RunService:
         transcript: Transcript,
         settings: RunSettings,
         metrics: Metrics | None = None,
-        provider: str = "offline",
         log_content: bool = False,
     ) -> None:
         self._graph = graph
         self._metrics = metrics
-        self._provider = provider
         self._log_content = log_content
         self._registry = registry
         self._runs = runs
@@ -352,9 +349,6 @@ class RunService:
             "configurable": configurable,
             "metadata": {"run_id": str(turn.run_id)},
             "recursion_limit": self._settings.recursion_limit,
-            "callbacks": [MetricsCallback(self._metrics, self._provider)]
-            if self._metrics is not None
-            else [],
             "run_id": turn.run_id,
         }
         final: list[BaseMessage] = []
