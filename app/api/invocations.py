@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import LimitsDep, OwnerDep, RunsDep
 from app.api.schemas import ErrorBody
 from app.api.threads import ERRORS
-from app.services.runs import TurnRequest
+from app.services.turn import TurnRequest
 from app.serving.responses import ResponsesRequest, plan_turn, response_body, stream_events
 from app.streaming import responses_sse_response, sse_event_schema
 

@@ -14,7 +14,7 @@ from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep, ThreadsDep
 from app.api.schemas import ErrorBody, MessageOut, MessagePage, TurnIn, TurnOut
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
-from app.services.runs import TurnRequest
+from app.services.turn import TurnRequest
 from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
 from app.streaming import EVENT_NAMES, sse_event_schema, sse_response

@@ -16,11 +16,10 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
@@ -46,78 +45,24 @@ from app.errors import (
     as_service_error,
 )
 from app.memory.history import CheckpointHistory
-from app.memory.runs import Claim, RunRecord, RunStore, TurnStart
-from app.memory.threads import ThreadRecord, ThreadRegistry
+from app.memory.runs import Claim, RunRecord, RunStore
+from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.metrics import Metrics
 from app.services.events import (
-    MessageCompleted,
     RunDone,
     RunFailed,
     RunStarted,
     TokenDelta,
-    ToolCallStarted,
-    ToolResult,
     TurnEvent,
 )
 from app.services.history_cache import HistoryCache
+from app.services.turn import Turn, TurnHandle, TurnRequest
 from app.settings import BusyMode, RunSettings
 
 logger = logging.getLogger(__name__)
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
-
-
-@dataclass(frozen=True)
-class TurnRequest:
-    owner: str
-    thread_id: str
-    messages: list[tuple[str, str]]  # (role, content)
-    checkpoint_id: str | None = None
-    idempotency_key: str | None = None
-
-
-@dataclass
-class TurnHandle:
-    """A started (or replayed) turn: its events as they happen, and its result."""
-
-    run_id: str
-    replayed: bool
-    _queue: asyncio.Queue[TurnEvent | None] | None = None
-    _task: asyncio.Task[dict[str, Any]] | None = None
-    _result: dict[str, Any] | None = None
-
-    async def result(self) -> dict[str, Any]:
-        if self._result is not None:
-            return self._result
-        assert self._task is not None
-        # shield: the caller going away must not cancel the turn itself.
-        return await asyncio.shield(self._task)
-
-    async def events(self) -> AsyncIterator[TurnEvent]:
-        if self._result is not None:  # an idempotent replay: the stored turn as events
-            yield RunStarted(run_id=self.run_id, thread_id=self._result["thread_id"])
-            for message in self._result["messages"]:
-                yield MessageCompleted(message=message)
-            yield RunDone(result=self._result)
-            return
-        assert self._queue is not None
-        while (event := await self._queue.get()) is not None:
-            yield event
-
-
-@dataclass
-class _Turn:
-    request: TurnRequest
-    run_id: uuid.UUID
-    thread: ThreadRecord
-    start: TurnStart
-    queue: asyncio.Queue[TurnEvent | None] | None
-    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def emit(self, event: TurnEvent) -> None:
-        if self.queue is not None:
-            self.queue.put_nowait(event)
 
 
 class RunService:
@@ -164,7 +109,7 @@ class RunService:
             await self._runs.fail(claim.thread.thread_key, run_id, "checkpoint_not_found")
             raise CheckpointNotFound(request.thread_id, request.checkpoint_id or "") from None
         queue: asyncio.Queue[TurnEvent | None] | None = asyncio.Queue() if stream else None
-        turn = _Turn(request=request, run_id=run_id, thread=claim.thread, start=start, queue=queue)
+        turn = Turn(request=request, run_id=run_id, thread=claim.thread, start=start, queue=queue)
         task = asyncio.create_task(self._execute(turn), name=f"turn-{run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._forget)
@@ -231,7 +176,7 @@ class RunService:
 
     # -- running it ------------------------------------------------------------------------
 
-    async def _execute(self, turn: _Turn) -> dict[str, Any]:
+    async def _execute(self, turn: Turn) -> dict[str, Any]:
         request = turn.request
         turn.emit(RunStarted(run_id=str(turn.run_id), thread_id=request.thread_id))
         heartbeat = asyncio.create_task(self._heartbeat(turn))
@@ -264,7 +209,7 @@ class RunService:
                 turn.queue.put_nowait(None)
 
     def _log_turn(
-        self, turn: _Turn, started: float, *, error_code: str | None, result: dict[str, Any] | None
+        self, turn: Turn, started: float, *, error_code: str | None, result: dict[str, Any] | None
     ) -> None:
         """One structured line per turn; message content only when LOG_CONTENT is on."""
         fields: dict[str, Any] = {
@@ -286,7 +231,7 @@ class RunService:
                 fields["answer"] = result["messages"][-1]["content"]
         logger.info("turn", extra=fields)
 
-    async def _record_failure(self, turn: _Turn, code: str) -> None:
+    async def _record_failure(self, turn: Turn, code: str) -> None:
         try:
             await asyncio.shield(self._runs.fail(turn.thread.thread_key, turn.run_id, code))
         except Exception:  # noqa: BLE001 - the database is away; retry below
@@ -296,7 +241,7 @@ class RunService:
             self._cleanups.add(retry)
             retry.add_done_callback(self._cleanups.discard)
 
-    async def _fail_later(self, turn: _Turn, code: str) -> None:
+    async def _fail_later(self, turn: Turn, code: str) -> None:
         for _ in range(int(self._settings.lease_seconds * 4)):
             await asyncio.sleep(0.5)
             try:
@@ -318,7 +263,7 @@ class RunService:
         logger.exception("turn failed", exc_info=exc)
         return TurnFailed("The agent failed to complete the turn; nothing was saved.")
 
-    async def _heartbeat(self, turn: _Turn) -> None:
+    async def _heartbeat(self, turn: Turn) -> None:
         interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
@@ -331,7 +276,7 @@ class RunService:
                 turn.lease_lost.set()
                 return
 
-    async def _run_graph(self, turn: _Turn) -> dict[str, Any]:
+    async def _run_graph(self, turn: Turn) -> dict[str, Any]:
         request = turn.request
         inputs = [to_langchain(role, content) for role, content in request.messages]
         start = turn.start
@@ -371,7 +316,7 @@ class RunService:
                 if isinstance(chunk, AIMessageChunk) and (delta := text_of(chunk)):
                     turn.emit(TokenDelta(message_id=chunk.id or "", delta=delta))
             elif mode == "updates":
-                self._emit_updates(turn, payload)
+                turn.emit_updates(payload)
         if turn.lease_lost.is_set():
             raise TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
         assert checkpoint_id is not None
@@ -400,37 +345,6 @@ class RunService:
             turn=final,
         )
         return result
-
-    @staticmethod
-    def _emit_updates(turn: _Turn, payload: dict[str, Any]) -> None:
-        for update in payload.values():
-            if not isinstance(update, dict):
-                continue
-            for message in update.get("messages", []):
-                if isinstance(message, AIMessage):
-                    for call in message.tool_calls:
-                        turn.emit(
-                            ToolCallStarted(
-                                message_id=message.id or "",
-                                tool_call_id=call["id"] or "",
-                                name=call["name"],
-                                args=call["args"],
-                            )
-                        )
-                    turn.emit(
-                        MessageCompleted(
-                            message=stored_to_json(to_stored(message, seq=-1, run_id=turn.run_id))
-                        )
-                    )
-                elif isinstance(message, ToolMessage):
-                    turn.emit(
-                        ToolResult(
-                            message_id=message.id or "",
-                            tool_call_id=message.tool_call_id,
-                            name=message.name or "",
-                            content=text_of(message),
-                        )
-                    )
 
     # -- shutdown --------------------------------------------------------------------------
 

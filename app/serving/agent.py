@@ -28,7 +28,7 @@ from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 from app.errors import ServiceError, as_service_error
 from app.lifespan import Resources, open_resources
-from app.services.runs import TurnRequest
+from app.services.turn import TurnRequest
 from app.serving.responses import (
     ResponsesRequest,
     parse_request,

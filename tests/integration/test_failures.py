@@ -13,7 +13,7 @@ from app.agent.tools import USER_TOOL, build_local_tools
 from app.errors import TurnFailed
 from app.lifespan import open_resources
 from app.memory.pool import open_database
-from app.services.runs import TurnRequest
+from app.services.turn import TurnRequest
 from tests.conftest import make_settings, unique
 from tests.fakes import ExplodingModel, broken_threat_tool
 

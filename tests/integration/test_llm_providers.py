@@ -15,7 +15,7 @@ from app.agent.tools import USER_TOOL, build_local_tools, parse_fields
 from app.agent.window import INTERRUPTED_TOOL_RESULT
 from app.lifespan import open_resources
 from app.memory.pool import open_database
-from app.services.runs import TurnRequest
+from app.services.turn import TurnRequest
 from app.settings import ModelSettings
 from tests.conftest import make_settings, running_app, unique
 from tests.fakes import ChatRequest, FakeChatServer, Reply, Script, broken_threat_tool, hanging_threat_tool

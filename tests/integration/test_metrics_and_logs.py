@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.lifespan import open_resources
 from app.observability.logging import JsonFormatter
-from app.services.runs import TurnRequest
+from app.services.turn import TurnRequest
 from tests.conftest import free_port, make_settings, running_app, unique
 from tests.fakes import ExplodingModel
 
