@@ -12,8 +12,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+# A list setting written as "a,b,c" in the environment.
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
 class AuthMode(StrEnum):
@@ -101,14 +111,7 @@ class AuthSettings(_Group):
     api_keys: SecretStr = Field(default=SecretStr(""), validation_alias="API_KEYS")
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
     # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
-    admin_owners: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="ADMIN_OWNERS")
-
-    @field_validator("admin_owners", mode="before")
-    @classmethod
-    def _split_admins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    admin_owners: CsvList = Field(default=[], validation_alias="ADMIN_OWNERS")
 
     def is_admin(self, owner: str) -> bool:
         return owner in self.admin_owners or (self.mode is AuthMode.NONE and owner == self.local_owner)
@@ -201,7 +204,7 @@ class ToolSettings(_Group):
 
     # "catalog.schema.function,..." (or catalog.schema.*): Unity Catalog functions replace the
     # local SQL tools. Needs the `databricks` extra.
-    uc_functions: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="UC_FUNCTIONS")
+    uc_functions: CsvList = Field(default=[], validation_alias="UC_FUNCTIONS")
     # "catalog.schema.index": adds a Vector Search retriever tool. Needs the `databricks` extra.
     vector_search_index: str | None = Field(default=None, validation_alias="VECTOR_SEARCH_INDEX")
     vector_search_tool_name: str | None = Field(default=None, validation_alias="VECTOR_SEARCH_TOOL_NAME")
@@ -214,15 +217,12 @@ class ToolSettings(_Group):
     # A tool that does not return within this becomes "tool failed: ..." for the model.
     timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="TOOL_TIMEOUT_SECONDS")
 
-    @field_validator("uc_functions", mode="before")
+    @field_validator("uc_functions")
     @classmethod
-    def _split_functions(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list):
-            for name in value:
-                if not isinstance(name, str) or len(name.split(".")) != 3 or not all(name.split(".")):
-                    raise ValueError(f"UC_FUNCTIONS entry {name!r} is not a catalog.schema.function name")
+    def _three_part_functions(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if len(name.split(".")) != 3 or not all(name.split(".")):
+                raise ValueError(f"UC_FUNCTIONS entry {name!r} is not a catalog.schema.function name")
         return value
 
     @field_validator("vector_search_index")
@@ -271,14 +271,7 @@ class ServerSettings(_Group):
     # Off by default: logs never carry message content unless this is turned on for debugging.
     log_content: bool = Field(default=False, validation_alias="LOG_CONTENT")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
-    cors_origins: Annotated[list[str], NoDecode] = Field(default=[], validation_alias="CORS_ORIGINS")
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    cors_origins: CsvList = Field(default=[], validation_alias="CORS_ORIGINS")
 
 
 class ServingSettings(_Group):
