@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from app.memory.pool import Pool
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
 from app.memory.threads import ThreadRecord, purge_checkpoints
-from app.memory.transcript import StoredMessage, append_messages, copy_prefix
+from app.memory.transcript import StoredMessage
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ class Claim:
     existing_run: RunRecord | None = None  # set when the idempotency key was already used
     busy_until: datetime | None = None  # set when another run holds the lease
 
+
+_MESSAGE_COLUMNS = (
+    "thread_key, branch, seq, message_id, run_id, role, content, name, tool_calls, tool_call_id"
+)
 
 _RUN_COLUMNS = (
     "run_id, thread_key, idempotency_key, request_hash, status, checkpoint_id, message_count,"
@@ -200,37 +204,58 @@ class RunStore:
         thread was deleted meanwhile.
         """
         total = start.seq + len(messages)
-        async with self._pool.connection() as conn, conn.transaction():
+        # One statement (atomic, one round trip): move the head and release the lease; on a
+        # fork open the new branch with a copy of the shared prefix; append the turn's rows;
+        # complete the run row. If the lease is gone or the thread deleted, `t` is empty and
+        # nothing else is written.
+        params = {
+            "checkpoint": checkpoint_id,
+            "total": total,
+            "fork": start.fork,
+            "source": start.branch,
+            "start": start.seq,
+            "key": thread_key,
+            "run": run_id,
+            "response": Jsonb(response),
+            "ids": [m.message_id for m in messages],
+            "roles": [m.role for m in messages],
+            "contents": [m.content for m in messages],
+            "names": [m.name for m in messages],
+            "calls": [Jsonb(m.tool_calls) if m.tool_calls is not None else None for m in messages],
+            "call_ids": [m.tool_call_id for m in messages],
+        }
+        async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
             await cur.execute(
-                "UPDATE lma_threads SET head_checkpoint_id = %(checkpoint)s, message_count = %(total)s,"
-                " turn_count = turn_count + 1, last_activity_at = now(), updated_at = now(),"
-                " lease_run_id = NULL, lease_expires_at = NULL,"
-                " branch = CASE WHEN %(fork)s THEN branch_count ELSE branch END,"
-                " branch_count = branch_count + CASE WHEN %(fork)s THEN 1 ELSE 0 END"
-                f" WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING {THREAD_COLUMNS}",
-                {
-                    "checkpoint": checkpoint_id,
-                    "total": total,
-                    "fork": start.fork,
-                    "key": thread_key,
-                    "run": run_id,
-                },
+                "WITH t AS ("
+                "  UPDATE lma_threads SET head_checkpoint_id = %(checkpoint)s, message_count = %(total)s,"
+                "    turn_count = turn_count + 1, last_activity_at = now(), updated_at = now(),"
+                "    lease_run_id = NULL, lease_expires_at = NULL,"
+                "    branch = CASE WHEN %(fork)s THEN branch_count ELSE branch END,"
+                "    branch_count = branch_count + CASE WHEN %(fork)s THEN 1 ELSE 0 END"
+                f"  WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING {THREAD_COLUMNS}"
+                "), copied AS ("
+                f"  INSERT INTO lma_messages ({_MESSAGE_COLUMNS}, created_at)"
+                "  SELECT m.thread_key, t.branch, m.seq, m.message_id, m.run_id, m.role, m.content, m.name,"
+                "    m.tool_calls, m.tool_call_id, m.created_at"
+                "  FROM t JOIN lma_messages m ON m.thread_key = t.thread_key"
+                "  WHERE %(fork)s AND m.branch = %(source)s AND m.seq < %(start)s"
+                "), added AS ("
+                f"  INSERT INTO lma_messages ({_MESSAGE_COLUMNS})"
+                "  SELECT t.thread_key, t.branch, %(start)s + u.n - 1, u.message_id, %(run)s, u.role,"
+                "    u.content, u.name, u.tool_calls, u.tool_call_id"
+                "  FROM t, unnest(%(ids)s::text[], %(roles)s::text[], %(contents)s::text[],"
+                "    %(names)s::text[], %(calls)s::jsonb[], %(call_ids)s::text[])"
+                "    WITH ORDINALITY AS u(message_id, role, content, name, tool_calls, tool_call_id, n)"
+                "), run AS ("
+                "  UPDATE lma_runs SET status = 'completed', checkpoint_id = %(checkpoint)s,"
+                "    message_count = %(total)s, branch = t.branch, response = %(response)s,"
+                "    finished_at = now()"
+                "  FROM t WHERE lma_runs.run_id = %(run)s"
+                f") SELECT {THREAD_COLUMNS} FROM t",
+                params,
             )
-            thread = await cur.fetchone()
-            if thread is None:
-                return None
-            if start.fork:
-                await copy_prefix(
-                    conn, thread_key, source=start.branch, target=thread.branch, length=start.seq
-                )
-            await append_messages(conn, thread_key, thread.branch, start.seq, messages)
-            await conn.execute(
-                "UPDATE lma_runs SET status = 'completed', checkpoint_id = %s, message_count = %s,"
-                " branch = %s, response = %s, finished_at = now() WHERE run_id = %s",
-                (checkpoint_id, total, thread.branch, Jsonb(response), run_id),
-            )
-            return thread
+            return await cur.fetchone()
 
     async def start_of(self, thread: ThreadRecord, checkpoint_id: str | None) -> TurnStart:
         """Where a turn starting from `checkpoint_id` (None: the head) sits in the transcript."""

@@ -6,21 +6,18 @@ its head's branch. A fork (a turn started from an earlier checkpoint) opens a ne
 first rows are a copy of the shared prefix, so every branch is a plain range of rows: the
 conversation at any checkpoint is `branch = b AND seq < n`, a page of it is an index range scan,
 and reading costs the page, not the thread. The rows are written in the same transaction that
-moves the thread's head (see `RunStore.complete`), so the transcript never shows a turn that
-did not complete.
+moves the thread's head (the single commit statement in `RunStore.complete`), so the
+transcript never shows a turn that did not complete.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 
 from app.memory.pool import Pool
 
@@ -41,50 +38,6 @@ class StoredMessage:
     tool_calls: list[dict[str, Any]] | None
     tool_call_id: str | None
     created_at: datetime | None = None
-
-
-async def append_messages(
-    conn: AsyncConnection[Any],
-    thread_key: uuid.UUID,
-    branch: int,
-    start_seq: int,
-    messages: Sequence[StoredMessage],
-) -> None:
-    if not messages:
-        return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO lma_messages (thread_key, branch, seq, message_id, run_id, role, content, name,"
-            " tool_calls, tool_call_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    thread_key,
-                    branch,
-                    start_seq + i,
-                    m.message_id,
-                    m.run_id,
-                    m.role,
-                    m.content,
-                    m.name,
-                    Jsonb(m.tool_calls) if m.tool_calls is not None else None,
-                    m.tool_call_id,
-                )
-                for i, m in enumerate(messages)
-            ],
-        )
-
-
-async def copy_prefix(
-    conn: AsyncConnection[Any], thread_key: uuid.UUID, *, source: int, target: int, length: int
-) -> None:
-    """Open branch `target` with the first `length` messages of branch `source` (a fork)."""
-    await conn.execute(
-        "INSERT INTO lma_messages (thread_key, branch, seq, message_id, run_id, role, content, name,"
-        " tool_calls, tool_call_id, created_at)"
-        " SELECT thread_key, %s, seq, message_id, run_id, role, content, name, tool_calls, tool_call_id,"
-        " created_at FROM lma_messages WHERE thread_key = %s AND branch = %s AND seq < %s",
-        (target, thread_key, source, length),
-    )
 
 
 class Transcript:
