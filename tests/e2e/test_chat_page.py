@@ -470,9 +470,14 @@ async def test_readme_screenshot(
             await wait_idle(page)
             # Fork from the first turn, so the history shows two branches.
             await page.get_by_role("button", name="History").click()
-            # Wait for the timeline to show both turns before picking the older one.
-            await expect(page.locator("#timeline .cp")).to_have_count(2)
-            await page.locator("#timeline .cp").nth(1).get_by_role("button").click()
+            # Wait for the timeline to show both turns (fully loaded) before picking the older one,
+            # and for the page to show that turn before continuing from it.
+            timeline = page.locator("#timeline .cp")
+            await expect(timeline).to_have_count(2)
+            await expect(timeline.nth(0)).to_contain_text("latest")
+            await timeline.nth(1).get_by_role("button").click()
+            await expect(page.locator("#snapshot-bar")).to_be_visible()
+            await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 1 · branch 1 of 1")
             await send(page, "What was their email?")
             await wait_idle(page)
             await expect(page.locator("#timeline .cp")).to_have_count(3)
