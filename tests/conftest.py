@@ -173,3 +173,15 @@ def system_tool(command: str, apt_package: str) -> str:
     if not found:
         pytest.skip(f"{apt_package} was installed but {command} is still not on PATH")
     return found
+
+
+def latest_malware(database_url: str) -> tuple[str, str]:
+    """The source IP and user of the latest Malware threat in the sample data (the demo's answer)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT t.source_ip, u.user_name FROM cyber_threat_detection t"
+            " JOIN user_info u ON u.ip_address = t.source_ip"
+            " WHERE t.threat_type = 'Malware' ORDER BY t.event_timestamp DESC LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]

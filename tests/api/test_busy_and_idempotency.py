@@ -10,7 +10,19 @@ import psycopg
 
 from tests.conftest import make_settings, running_app, unique
 
+QUESTION = "Who committed the latest malware threat?"
 SLOW = {"offline_token_delay_ms": 40}  # a turn then takes about a second
+
+
+async def _start_slow_turn(client: httpx.AsyncClient, thread_id: str) -> asyncio.Task[httpx.Response]:
+    """Send the demo question and return once its turn holds the thread."""
+    first = asyncio.create_task(
+        client.post(
+            f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
+        )
+    )
+    await _wait_busy(client, thread_id)
+    return first
 
 
 async def _wait_busy(client: httpx.AsyncClient, thread_id: str) -> None:
@@ -25,12 +37,7 @@ async def _wait_busy(client: httpx.AsyncClient, thread_id: str) -> None:
 async def test_second_message_while_a_turn_runs_gets_409(database_url: str) -> None:
     async with running_app(make_settings(database_url, model=SLOW)) as (_, client):
         thread_id = unique()
-        first = asyncio.create_task(
-            client.post(
-                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
-            )
-        )
-        await _wait_busy(client, thread_id)
+        first = await _start_slow_turn(client, thread_id)
         second = await client.post(
             f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"}
         )
@@ -52,12 +59,7 @@ async def test_wait_mode_queues_the_second_message(database_url: str) -> None:
     settings = make_settings(database_url, model=SLOW, runs={"busy_mode": "wait", "busy_wait_seconds": 20})
     async with running_app(settings) as (_, client):
         thread_id = unique()
-        first = asyncio.create_task(
-            client.post(
-                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
-            )
-        )
-        await _wait_busy(client, thread_id)
+        first = await _start_slow_turn(client, thread_id)
         second = await client.post(
             f"/threads/{thread_id}/messages", json={"content": "What was their IP address?"}
         )
@@ -74,12 +76,7 @@ async def test_wait_mode_gives_up_after_the_configured_time(database_url: str) -
     settings = make_settings(database_url, model=SLOW, runs={"busy_mode": "wait", "busy_wait_seconds": 0.2})
     async with running_app(settings) as (_, client):
         thread_id = unique()
-        first = asyncio.create_task(
-            client.post(
-                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
-            )
-        )
-        await _wait_busy(client, thread_id)
+        first = await _start_slow_turn(client, thread_id)
         second = await client.post(f"/threads/{thread_id}/messages", json={"content": "hi"})
         assert second.status_code == 409
         assert (await first).status_code == 200
@@ -112,12 +109,7 @@ async def test_lease_is_renewed_during_a_long_turn(database_url: str) -> None:
     settings = make_settings(database_url, model={"offline_token_delay_ms": 100}, runs={"lease_seconds": 2})
     async with running_app(settings) as (_, client):
         thread_id = unique()
-        first = asyncio.create_task(
-            client.post(
-                f"/threads/{thread_id}/messages", json={"content": "Who committed the latest malware threat?"}
-            )
-        )
-        await _wait_busy(client, thread_id)
+        first = await _start_slow_turn(client, thread_id)
         await asyncio.sleep(2.5)  # past the first lease's expiry
         assert not first.done()
         second = await client.post(f"/threads/{thread_id}/messages", json={"content": "hi"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 
-from tests.conftest import unique
+from tests.conftest import latest_malware, unique
 
 
 async def _send(client: httpx.AsyncClient, thread_id: str, content: str) -> dict:
@@ -15,21 +15,10 @@ async def _send(client: httpx.AsyncClient, thread_id: str, content: str) -> dict
     return response.json()
 
 
-def _latest_malware(database_url: str) -> tuple[str, str]:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT t.source_ip, u.user_name FROM cyber_threat_detection t"
-            " JOIN user_info u ON u.ip_address = t.source_ip"
-            " WHERE t.threat_type = 'Malware' ORDER BY t.event_timestamp DESC LIMIT 1"
-        ).fetchone()
-    assert row is not None
-    return row[0], row[1]
-
-
 async def test_demo_dialogue_names_the_user_then_answers_from_memory(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
-    ip, user = _latest_malware(database_url)
+    ip, user = latest_malware(database_url)
     thread = unique()
 
     first = await _send(client, thread, "Who committed the latest malware threat?")

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import unique
+from tests.conftest import latest_malware, unique
 
 pytestmark = pytest.mark.slow
 
@@ -126,17 +126,6 @@ def _answer(response: dict[str, Any]) -> str:
     return "".join(part["text"] for part in messages[-1]["content"])
 
 
-def _latest_malware(database_url: str) -> tuple[str, str]:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT t.source_ip, u.user_name FROM cyber_threat_detection t"
-            " JOIN user_info u ON u.ip_address = t.source_ip"
-            " WHERE t.threat_type = 'Malware' ORDER BY t.event_timestamp DESC LIMIT 1"
-        ).fetchone()
-    assert row is not None
-    return row[0], row[1]
-
-
 def test_logged_model_remembers_the_thread_streams_and_returns_thread_ids(
     logged_model: tuple[str, Path], database_url: str
 ) -> None:
@@ -169,7 +158,7 @@ def test_logged_model_remembers_the_thread_streams_and_returns_thread_ids(
             {"op": "predict", "request": _ask("What was their IP address?")},
         ],
     )
-    ip, user = _latest_malware(database_url)
+    ip, user = latest_malware(database_url)
     first, second, streamed, fresh = results
 
     response = first["response"]
