@@ -475,7 +475,15 @@ async def test_readme_screenshot(
             timeline = page.locator("#timeline .cp")
             await expect(timeline).to_have_count(2)
             await expect(timeline.nth(0)).to_contain_text("latest")
-            await timeline.nth(1).get_by_role("button").click()
+            # The timeline may still re-render from the history refresh that opening it started;
+            # a click that lands on a replaced button is lost, so click until the view opens.
+            for _ in range(5):
+                await timeline.nth(1).get_by_role("button").click()
+                try:
+                    await expect(page.locator("#snapshot-bar")).to_be_visible(timeout=1500)
+                    break
+                except AssertionError:
+                    continue
             await expect(page.locator("#snapshot-bar")).to_be_visible()
             await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 1 · branch 1 of 1")
             await send(page, "What was their email?")
