@@ -126,8 +126,6 @@ class TokenCache:
         self._current: Credential | None = None
         self._minted_at = 0.0
         self._lock = asyncio.Lock()
-        self.mints = 0
-        self.failures = 0
 
     def _fresh(self, now: float) -> bool:
         current = self._current
@@ -159,7 +157,6 @@ class TokenCache:
                 remaining = max(deadline - loop.time(), 0.1)
                 credential = await asyncio.wait_for(asyncio.to_thread(self._source.mint), remaining)
             except Exception as exc:  # noqa: BLE001 - any SDK or network failure is retried
-                self.failures += 1
                 if self._on_mint is not None:
                     self._on_mint(False)
                 # The exception type only: SDK messages can echo request details.
@@ -176,7 +173,6 @@ class TokenCache:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            self.mints += 1
             if self._on_mint is not None:
                 self._on_mint(True)
             logger.info("minted a database credential for %s", self._source.description)

@@ -160,10 +160,7 @@ def record_pool_stats(pool: Pool, metrics: Metrics) -> None:
 @dataclass
 class Database:
     pool: Pool
-    health: DatabaseHealth
-    credentials: TokenCache | None
-    embedded: EmbeddedPostgres | None
-    description: str
+    description: str  # where it is, safe to log
 
 
 @asynccontextmanager
@@ -225,13 +222,7 @@ async def open_database(
     logger.info("connecting to %s", target.description)
     try:
         await pool.open(wait=True, timeout=settings.pool_timeout)
-        yield Database(
-            pool=pool,
-            health=health,
-            credentials=credentials,
-            embedded=embedded,
-            description=target.description,
-        )
+        yield Database(pool=pool, description=target.description)
     finally:
         if probe is not None:
             probe.cancel()

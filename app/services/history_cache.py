@@ -38,17 +38,13 @@ class HistoryCache:
         self._limit = limit
         self._capacity = capacity
         self._entries: OrderedDict[Key, list[BaseMessage]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     async def window(self, thread_key: uuid.UUID, *, branch: int, end_seq: int) -> list[BaseMessage]:
         key = (thread_key, branch, end_seq)
         cached = self._entries.get(key)
         if cached is not None:
             self._entries.move_to_end(key)
-            self.hits += 1
             return list(cached)
-        self.misses += 1
         rows = await self._transcript.window(thread_key, branch=branch, end_seq=end_seq, limit=self._limit)
         return [stored_to_langchain(m) for m in rows]
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -76,3 +78,15 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+@contextmanager
+def running_service(database_url: str, **env: str) -> Iterator[ServiceProcess]:
+    """A started, ready service process, stopped afterwards whatever happens."""
+    service = ServiceProcess(database_url, **env)
+    try:
+        service.start()
+        service.wait_ready()
+        yield service
+    finally:
+        service.stop()

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import make_settings, real_server, unique
 from tests.faults.consistency import ThreadLedger, assert_thread_consistent, read_transcript
-from tests.faults.processes import ServiceProcess
+from tests.faults.processes import ServiceProcess, running_service
 
 QUESTION = "Who committed the latest malware threat?"
 WHOLE_TURN = 6  # the question, two tool calls with their results, the answer
@@ -167,13 +167,8 @@ PAYLOAD = 10 * 1024 * 1024
 
 @pytest.fixture
 def service(database_url: str) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(database_url)
-    try:
-        service.start()
-        service.wait_ready()
+    with running_service(database_url) as service:
         yield service
-    finally:
-        service.stop()
 
 
 class PeakMemory:

@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.main import create_app
 from tests.conftest import make_settings
-from tests.faults.processes import ServiceProcess
+from tests.faults.processes import ServiceProcess, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +26,8 @@ schema = schemathesis.openapi.from_dict(create_app(make_settings(None)).openapi(
 
 @pytest.fixture(scope="module")
 def service(database_url: str) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(database_url)
-    try:
-        service.start()
-        service.wait_ready()
+    with running_service(database_url) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_the_schema_is_the_one_the_service_serves(service: ServiceProcess) -> None:

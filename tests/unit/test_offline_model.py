@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.tools import BaseTool, tool
 
-from app.agent.offline_model import OfflineChatModel, decide, find_threat_type
+from app.agent.offline_model import Decision, OfflineChatModel, decide, find_threat_type
 from app.agent.sample_data import THREAT_TYPES
 from app.agent.tools import THREAT_TOOL, USER_TOOL, format_fields
 
@@ -107,8 +114,9 @@ def test_every_threat_type_is_recognised() -> None:
         assert decision.tool_call["args"] == {"threat_type": kind}
 
 
-def test_person_question_after_a_threat_result_looks_up_its_source_ip() -> None:
-    question = HumanMessage("Who committed the latest brute force threat?")
+def _after_threat_result(text: str) -> tuple[ToolCall, Decision]:
+    """Ask `text`, answer the model's threat lookup, and return the call and the next decision."""
+    question = HumanMessage(text)
     call = decide([question], TOOLS).tool_call
     assert call is not None
     messages: list[BaseMessage] = [
@@ -116,7 +124,11 @@ def test_person_question_after_a_threat_result_looks_up_its_source_ip() -> None:
         AIMessage(content="", tool_calls=[call]),
         ToolMessage(THREAT_RESULT, tool_call_id=call["id"], name=THREAT_TOOL),
     ]
-    decision = decide(messages, TOOLS)
+    return call, decide(messages, TOOLS)
+
+
+def test_person_question_after_a_threat_result_looks_up_its_source_ip() -> None:
+    call, decision = _after_threat_result("Who committed the latest brute force threat?")
     assert decision.tool_call is not None
     assert decision.tool_call["name"] == USER_TOOL
     assert decision.tool_call["args"] == {"source_ip": IP}
@@ -124,15 +136,7 @@ def test_person_question_after_a_threat_result_looks_up_its_source_ip() -> None:
 
 
 def test_threat_question_without_a_person_is_answered_from_the_threat_alone() -> None:
-    question = HumanMessage("What is the latest brute force threat?")
-    call = decide([question], TOOLS).tool_call
-    assert call is not None
-    messages: list[BaseMessage] = [
-        question,
-        AIMessage(content="", tool_calls=[call]),
-        ToolMessage(THREAT_RESULT, tool_call_id=call["id"], name=THREAT_TOOL),
-    ]
-    decision = decide(messages, TOOLS)
+    _, decision = _after_threat_result("What is the latest brute force threat?")
     assert decision.tool_call is None
     assert "BruteForce" in decision.text and "1042" in decision.text and IP in decision.text
 
