@@ -1,35 +1,90 @@
-"""The LangGraph checkpointer, without the stock saver's process-wide lock.
+"""The LangGraph checkpointer, without the stock saver's process-wide lock, and with the head
+checkpoint of a thread served from memory.
 
 `AsyncPostgresSaver` wraps every query in one instance-wide `asyncio.Lock` (langgraph issue
 #7259). The lock protects a single shared connection; over a pool every call borrows its own
 connection, so the lock only serialises unrelated threads: a process with one shared saver runs
 one checkpoint query at a time whatever the pool size. This subclass keeps the stock SQL, schema
 and serialisation and only drops the lock when it is given a pool.
+
+Every turn starts by loading the checkpoint it continues from, and LangGraph loads it twice when
+it is named by id (once more as "the latest", to see whether the thread moved past it). Both are
+answered here without a query when this process wrote that checkpoint: a checkpoint row never
+changes once written (a new turn writes a new row), and under `durability="exit"` a completed
+turn's checkpoint has no pending writes, so the copy kept at `aput` is what the database would
+return. "The latest" is the thread's head as the registry records it, passed in the run config
+under `HEAD_KEY`: the newest row could be a partial checkpoint of a crashed turn, which is not
+part of the conversation.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from app.lru import Lru
 from app.observability.metrics import Metrics
+
+# Run-config key naming the checkpoint the thread's registry records as its head (None: the
+# thread has no completed turn). With it, "the latest checkpoint" means that one.
+HEAD_KEY = "__lma_head"
+
+_Key = tuple[str, str, str]  # thread_id, checkpoint_ns, checkpoint_id
+
+
+def _copy(checkpoint: Checkpoint) -> Checkpoint:
+    """A copy the loop can advance in place (it updates versions and values), same keys."""
+    copy = checkpoint.copy()
+    copy["channel_values"] = checkpoint["channel_values"].copy()
+    copy["channel_versions"] = checkpoint["channel_versions"].copy()
+    copy["versions_seen"] = {node: seen.copy() for node, seen in checkpoint["versions_seen"].items()}
+    return copy
 
 
 class PooledPostgresSaver(AsyncPostgresSaver):
-    def __init__(self, pool: AsyncConnectionPool[Any], *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        metrics: Metrics | None = None,
+        cache_size: int = 2048,
+    ) -> None:
         if not isinstance(pool, AsyncConnectionPool):
             raise TypeError("PooledPostgresSaver needs an AsyncConnectionPool")
         super().__init__(pool)
         self._pool: AsyncConnectionPool[Any] = pool
         self._metrics = metrics
+        self._written: Lru[_Key, CheckpointTuple] = Lru(cache_size)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        configurable = config["configurable"]
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id is None and HEAD_KEY in configurable:
+            checkpoint_id = configurable[HEAD_KEY]
+            if checkpoint_id is None:
+                return None
+            config = {**config, "configurable": {**configurable, "checkpoint_id": checkpoint_id}}
+        if checkpoint_id is not None:
+            key = (str(configurable["thread_id"]), configurable.get("checkpoint_ns", ""), checkpoint_id)
+            if (saved := self._written.get(key)) is not None:
+                # A copy: the loop advances the checkpoint's versions in place.
+                return saved._replace(checkpoint=_copy(saved.checkpoint), metadata=saved.metadata.copy())
+        return await super().aget_tuple(config)
 
     async def aput(
         self,
@@ -39,9 +94,44 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         if self._metrics is None:
-            return await super().aput(config, checkpoint, metadata, new_versions)
-        with self._metrics.time_checkpoint_write():
-            return await super().aput(config, checkpoint, metadata, new_versions)
+            next_config = await super().aput(config, checkpoint, metadata, new_versions)
+        else:
+            with self._metrics.time_checkpoint_write():
+                next_config = await super().aput(config, checkpoint, metadata, new_versions)
+        written = next_config["configurable"]
+        parent_id = config["configurable"].get("checkpoint_id")
+        parent: RunnableConfig | None = (
+            {"configurable": {**written, "checkpoint_id": parent_id}} if parent_id else None
+        )
+        self._written.put(
+            (str(written["thread_id"]), written["checkpoint_ns"], written["checkpoint_id"]),
+            CheckpointTuple(
+                next_config,
+                _copy(checkpoint),
+                get_serializable_checkpoint_metadata(config, metadata),
+                parent,
+                [],
+            ),
+        )
+        return next_config
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        # The checkpoint now has pending writes the kept copy lacks: read it from the table.
+        configurable = config["configurable"]
+        self._written.discard(
+            (
+                str(configurable["thread_id"]),
+                configurable.get("checkpoint_ns", ""),
+                configurable["checkpoint_id"],
+            )
+        )
+        await super().aput_writes(config, writes, task_id, task_path)
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

@@ -11,12 +11,12 @@ restart) reads the transcript.
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from app.agent.messages import stored_to_langchain
+from app.lru import Lru
 from app.memory.transcript import Transcript
 
 Key = tuple[uuid.UUID, int, int]
@@ -36,14 +36,11 @@ class HistoryCache:
     def __init__(self, transcript: Transcript, *, limit: int, capacity: int = 2048) -> None:
         self._transcript = transcript
         self._limit = limit
-        self._capacity = capacity
-        self._entries: OrderedDict[Key, list[BaseMessage]] = OrderedDict()
+        self._entries: Lru[Key, list[BaseMessage]] = Lru(capacity)
 
     async def window(self, thread_key: uuid.UUID, *, branch: int, end_seq: int) -> list[BaseMessage]:
-        key = (thread_key, branch, end_seq)
-        cached = self._entries.get(key)
+        cached = self._entries.get((thread_key, branch, end_seq))
         if cached is not None:
-            self._entries.move_to_end(key)
             return list(cached)
         rows = await self._transcript.window(thread_key, branch=branch, end_seq=end_seq, limit=self._limit)
         return [stored_to_langchain(m) for m in rows]
@@ -58,7 +55,4 @@ class HistoryCache:
         turn: Sequence[BaseMessage],
     ) -> None:
         """Keep the window that ends after `turn` (which followed the window `before`)."""
-        self._entries[(thread_key, branch, end_seq)] = trim_window([*before, *turn], self._limit)
-        self._entries.move_to_end((thread_key, branch, end_seq))
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        self._entries.put((thread_key, branch, end_seq), trim_window([*before, *turn], self._limit))

@@ -44,6 +44,7 @@ from app.errors import (
     TurnTimeout,
     as_service_error,
 )
+from app.memory.checkpointer import HEAD_KEY
 from app.memory.history import CheckpointHistory
 from app.memory.runs import Claim, RunRecord, RunStore
 from app.memory.threads import ThreadRegistry
@@ -285,10 +286,14 @@ class RunService:
         earlier = await self._history_cache.window(
             turn.thread.thread_key, branch=start.branch, end_seq=start.seq
         )
-        configurable: dict[str, Any] = {"thread_id": str(turn.thread.thread_key), HISTORY_KEY: earlier}
-        if start.checkpoint_id is not None:
-            # Always start from the head we know completed (or the fork point), never from
-            # "the latest checkpoint", which could be a partial one of a crashed run.
+        configurable: dict[str, Any] = {
+            "thread_id": str(turn.thread.thread_key),
+            HISTORY_KEY: earlier,
+            # The head we know completed is the thread's latest checkpoint, never the newest row,
+            # which could be a partial one of a crashed run.
+            HEAD_KEY: turn.thread.head_checkpoint_id,
+        }
+        if start.fork:
             configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
