@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -55,6 +56,9 @@ async def _preflight(settings: Settings) -> None:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from app.workers import BalancedMultiprocess, reuse_port_sockets, reuse_port_supported
 
     workers = args.workers or 1
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -62,7 +66,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         folder = tempfile.mkdtemp(prefix="lma-prometheus-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         atexit.register(shutil.rmtree, folder, True)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.cli:build_app",
         factory=True,
         workers=workers,
@@ -74,6 +78,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # Long turns finish (or are cancelled and not saved) before the process exits.
         timeout_graceful_shutdown=int(settings.runs.shutdown_grace_seconds) + 5,
     )
+    if workers == 1:
+        server = uvicorn.Server(config)
+        server.run()
+        return 0 if server.started else 3
+    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    with contextlib.suppress(KeyboardInterrupt):
+        if reuse_port_supported():
+            BalancedMultiprocess(
+                config, reuse_port_sockets(config.host, config.port, workers, backlog=config.backlog)
+            ).run()
+        else:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
 
 
