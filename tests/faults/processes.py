@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class ServiceProcess:
     """One `serve` process on 127.0.0.1; `start()` then `wait_ready()`, `stop()` always."""
 
-    def __init__(self, database_url: str, **env: str) -> None:
+    def __init__(self, database_url: str, *args: str, **env: str) -> None:
+        self._args = args
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {
@@ -44,7 +45,7 @@ class ServiceProcess:
     def start(self) -> None:
         # Its log goes to a file, never a pipe nobody reads (a full pipe would block the server).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve"],
+            [sys.executable, "-m", "app.cli", "serve", *self._args],
             cwd=ROOT,
             env=self._env,
             stdout=self._log,
@@ -81,9 +82,9 @@ class ServiceProcess:
 
 
 @contextmanager
-def running_service(database_url: str, **env: str) -> Iterator[ServiceProcess]:
-    """A started, ready service process, stopped afterwards whatever happens."""
-    service = ServiceProcess(database_url, **env)
+def running_service(database_url: str, *args: str, **env: str) -> Iterator[ServiceProcess]:
+    """A started, ready service process (`serve *args`), stopped afterwards whatever happens."""
+    service = ServiceProcess(database_url, *args, **env)
     try:
         service.start()
         service.wait_ready()
