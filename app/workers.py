@@ -34,6 +34,17 @@ def reuse_port_sockets(host: str, port: int, count: int, *, backlog: int) -> lis
     starting (or being replaced) waits in that socket's backlog rather than being refused.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # SO_REUSEPORT would also let a second service started on the same port join this one's
+    # group and silently take half its connections; binding once without it first fails
+    # with "address in use" as a plain server would, in both directions.
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            logger.error(exc)
+            sys.exit(STARTUP_FAILURE)
+        port = probe.getsockname()[1]
     sockets: list[socket.socket] = []
     for _ in range(count):
         sock = socket.socket(family, socket.SOCK_STREAM)

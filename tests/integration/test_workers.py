@@ -75,3 +75,18 @@ def test_a_killed_worker_is_replaced_and_no_connection_is_refused_meanwhile(data
             _open_and_ask(service.port, CONNECTIONS, stack)
             held = _connections_per_worker(service)
             assert victim not in held and len(held) == 2 and min(held.values()) >= 4, held
+
+
+def test_a_second_service_on_the_same_port_is_refused_not_joined(database_url: str) -> None:
+    with running_service(database_url, "--workers", "2") as first:
+        second = ServiceProcess(database_url, "--workers", "2", PORT=str(first.port))
+        try:
+            second.start()
+            assert second.process is not None
+            assert second.process.wait(timeout=60) != 0
+            assert "address already in use" in second.log_tail().lower()
+        finally:
+            second.stop()
+        with ExitStack() as stack:
+            _open_and_ask(first.port, 8, stack)
+            assert sum(_connections_per_worker(first).values()) == 8
