@@ -195,11 +195,12 @@ class RunStore:
         checkpoint_id: str,
         start: TurnStart,
         messages: Sequence[StoredMessage],
-        response: dict[str, Any],
+        response: dict[str, Any] | None,
     ) -> ThreadRecord | None:
         """Make the turn visible, atomically: transcript, run row, thread head and counters, lease.
 
         A fork opens a new branch (a copy of the shared prefix) and moves the head onto it.
+        `response` is what a retry with the run's idempotency key gets back (None: no key).
         Returns None (and writes nothing) if this run no longer holds the thread's lease or the
         thread was deleted meanwhile.
         """
@@ -216,7 +217,7 @@ class RunStore:
             "start": start.seq,
             "key": thread_key,
             "run": run_id,
-            "response": Jsonb(response),
+            "response": Jsonb(response) if response is not None else None,
             "ids": [m.message_id for m in messages],
             "roles": [m.role for m in messages],
             "contents": [m.content for m in messages],

@@ -338,7 +338,8 @@ class RunService:
             checkpoint_id=checkpoint_id,
             start=start,
             messages=new,
-            response=result,
+            # Kept for replaying a retried request; without an idempotency key there is none.
+            response=result if request.idempotency_key is not None else None,
         )
         if thread is None:
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")

@@ -161,3 +161,23 @@ async def test_concurrent_retries_with_one_key_run_one_turn(database_url: str) -
         assert [r.status_code for r in responses] == [200] * 4
         assert len({r.json()["run_id"] for r in responses}) == 1
         assert (await client.get(f"/threads/{thread_id}")).json()["turn_count"] == 1
+
+
+async def test_only_runs_with_an_idempotency_key_keep_their_response(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    keyed, plain = unique(), unique()
+    body = {"content": "Who committed the latest malware threat?"}
+    first = await client.post(f"/threads/{keyed}/messages", json=body, headers={"Idempotency-Key": "k"})
+    second = await client.post(f"/threads/{plain}/messages", json=body)
+    assert first.status_code == second.status_code == 200
+    with psycopg.connect(database_url) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT t.thread_id, r.response FROM lma_runs r JOIN lma_threads t USING (thread_key)"
+                " WHERE t.thread_id = ANY(%s)",
+                ([keyed, plain],),
+            ).fetchall()
+        )
+    assert rows[keyed] == first.json()
+    assert rows[plain] is None  # nothing can replay it: no bytes spent on it
