@@ -19,6 +19,7 @@ from typing import Any
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from app.memory.checkpointer import StagedCheckpoints
 from app.memory.pool import Pool
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
 from app.memory.threads import ThreadRecord, purge_checkpoints
@@ -65,6 +66,11 @@ _RUN_COLUMNS = (
     "run_id, thread_key, idempotency_key, request_hash, status, checkpoint_id, message_count,"
     " response, started_at"
 )
+
+
+def _columns(prefix: str, columns: list[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
+    """Row tuples turned into one array parameter per column (`prefix0`...), for `unnest`."""
+    return {f"{prefix}{i}": list(columns[i]) if columns else [] for i in range(width)}
 
 
 class RunStore:
@@ -196,19 +202,25 @@ class RunStore:
         start: TurnStart,
         messages: Sequence[StoredMessage],
         response: dict[str, Any] | None,
+        staged: StagedCheckpoints,
     ) -> ThreadRecord | None:
         """Make the turn visible, atomically: transcript, run row, thread head and counters, lease.
 
         A fork opens a new branch (a copy of the shared prefix) and moves the head onto it.
-        `response` is what a retry with the run's idempotency key gets back (None: no key).
+        `response` is what a retry with the run's idempotency key gets back (None: no key);
+        `staged` the run's checkpoint rows, written here with the rest.
         Returns None (and writes nothing) if this run no longer holds the thread's lease or the
         thread was deleted meanwhile.
         """
         total = start.seq + len(messages)
         # One statement (atomic, one round trip): move the head and release the lease; on a
         # fork open the new branch with a copy of the shared prefix; append the turn's rows;
-        # complete the run row. If the lease is gone or the thread deleted, `t` is empty and
-        # nothing else is written.
+        # write its checkpoint; complete the run row. If the lease is gone or the thread was
+        # deleted, `t` is empty and nothing else is written.
+        blobs, checkpoints = (
+            list(zip(*staged.blobs, strict=True)),
+            list(zip(*staged.checkpoints, strict=True)),
+        )
         params = {
             "checkpoint": checkpoint_id,
             "total": total,
@@ -224,6 +236,8 @@ class RunStore:
             "names": [m.name for m in messages],
             "calls": [Jsonb(m.tool_calls) if m.tool_calls is not None else None for m in messages],
             "call_ids": [m.tool_call_id for m in messages],
+            **_columns("b", blobs, 6),
+            **_columns("c", checkpoints, 6),
         }
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
@@ -248,6 +262,18 @@ class RunStore:
                 "  FROM t, unnest(%(ids)s::text[], %(roles)s::text[], %(contents)s::text[],"
                 "    %(names)s::text[], %(calls)s::jsonb[], %(call_ids)s::text[])"
                 "    WITH ORDINALITY AS u(message_id, role, content, name, tool_calls, tool_call_id, n)"
+                "), blobs AS ("
+                "  INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)"
+                "  SELECT b.* FROM t, unnest(%(b0)s::text[], %(b1)s::text[], %(b2)s::text[], %(b3)s::text[],"
+                "    %(b4)s::text[], %(b5)s::bytea[]) AS b"
+                "  ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING"
+                "), saved AS ("
+                "  INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,"
+                "    checkpoint, metadata)"
+                "  SELECT c.* FROM t, unnest(%(c0)s::text[], %(c1)s::text[], %(c2)s::text[], %(c3)s::text[],"
+                "    %(c4)s::jsonb[], %(c5)s::jsonb[]) AS c"
+                "  ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)"
+                "  DO UPDATE SET checkpoint = excluded.checkpoint, metadata = excluded.metadata"
                 "), run AS ("
                 "  UPDATE lma_runs SET status = 'completed', checkpoint_id = %(checkpoint)s,"
                 "    message_count = %(total)s, branch = t.branch, response = %(response)s,"

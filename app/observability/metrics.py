@@ -88,7 +88,7 @@ class Metrics:
         )
         self.checkpoint_write_latency = Histogram(
             "lma_checkpoint_write_duration_seconds",
-            "Checkpoint write (put) latency",
+            "Checkpoint write latency (a turn's commit, which writes its checkpoint)",
             buckets=FAST_BUCKETS,
             registry=reg,
         )

@@ -16,6 +16,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ from app.errors import (
     TurnTimeout,
     as_service_error,
 )
-from app.memory.checkpointer import HEAD_KEY
+from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints
 from app.memory.history import CheckpointHistory
 from app.memory.runs import Claim, RunRecord, RunStore
 from app.memory.threads import ThreadRegistry
@@ -286,12 +287,15 @@ class RunService:
         earlier = await self._history_cache.window(
             turn.thread.thread_key, branch=start.branch, end_seq=start.seq
         )
+        staged = StagedCheckpoints()
         configurable: dict[str, Any] = {
             "thread_id": str(turn.thread.thread_key),
             HISTORY_KEY: earlier,
             # The head we know completed is the thread's latest checkpoint, never the newest row,
             # which could be a partial one of a crashed run.
             HEAD_KEY: turn.thread.head_checkpoint_id,
+            # The checkpoint is written by the commit below, with the transcript and the head.
+            STAGE_KEY: staged,
         }
         if start.fork:
             configurable["checkpoint_id"] = start.checkpoint_id
@@ -324,7 +328,7 @@ class RunService:
                 turn.emit_updates(payload)
         if turn.lease_lost.is_set():
             raise TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
-        assert checkpoint_id is not None
+        assert checkpoint_id is not None and checkpoint_id == staged.last_id
         new = [to_stored(m, seq=start.seq + i, run_id=turn.run_id) for i, m in enumerate(final)]
         result = {
             "thread_id": request.thread_id,
@@ -332,15 +336,17 @@ class RunService:
             "checkpoint_id": checkpoint_id,
             "messages": [stored_to_json(m) for m in new],
         }
-        thread = await self._runs.complete(
-            thread_key=turn.thread.thread_key,
-            run_id=turn.run_id,
-            checkpoint_id=checkpoint_id,
-            start=start,
-            messages=new,
-            # Kept for replaying a retried request; without an idempotency key there is none.
-            response=result if request.idempotency_key is not None else None,
-        )
+        with self._timed_commit():
+            thread = await self._runs.complete(
+                thread_key=turn.thread.thread_key,
+                run_id=turn.run_id,
+                checkpoint_id=checkpoint_id,
+                start=start,
+                messages=new,
+                # Kept for replaying a retried request; without an idempotency key there is none.
+                response=result if request.idempotency_key is not None else None,
+                staged=staged,
+            )
         if thread is None:
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         self._history_cache.remember(
@@ -351,6 +357,10 @@ class RunService:
             turn=final,
         )
         return result
+
+    def _timed_commit(self) -> AbstractContextManager[None]:
+        # The commit writes the turn's checkpoint: its latency is the checkpoint write's.
+        return self._metrics.time_checkpoint_write() if self._metrics is not None else nullcontext()
 
     # -- shutdown --------------------------------------------------------------------------
 

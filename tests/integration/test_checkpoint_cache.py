@@ -1,4 +1,5 @@
-"""The saver answers a turn's checkpoint loads from what it wrote, exactly as the table would.
+"""The saver answers a turn's checkpoint loads from what it wrote, exactly as the table would,
+and stages a turn's checkpoint rows (in the stock layout) for the turn's commit to write.
 
 A fresh saver over the same database has nothing kept, so it reads the table: comparing the two
 is comparing the kept copy with the database's answer.
@@ -10,17 +11,19 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from app.agent.graph import build_graph
 from app.agent.offline_model import OfflineChatModel
 from app.agent.tools import build_local_tools
-from app.memory.checkpointer import HEAD_KEY, PooledPostgresSaver
+from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, PooledPostgresSaver, StagedCheckpoints
 from app.memory.pool import Database, open_database
 from app.settings import DatabaseSettings
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings, running_app, unique
 
 
 @pytest.fixture
@@ -123,3 +126,67 @@ async def test_pending_writes_added_later_are_read_from_the_table(database: Data
     loaded = await saver.aget_tuple({"configurable": {"thread_id": thread, HEAD_KEY: head}})
     assert loaded is not None
     assert [(task, channel) for task, channel, _ in loaded.pending_writes] == [("task-1", "messages")]
+
+
+async def test_a_staged_checkpoint_is_not_written_and_its_rows_are_the_stock_layout(
+    database: Database,
+) -> None:
+    saver = PooledPostgresSaver(database.pool)
+    thread = str(uuid.uuid4())
+    stage = StagedCheckpoints()
+    head = await _turn(
+        saver,
+        database,
+        {"thread_id": thread, HEAD_KEY: None, STAGE_KEY: stage},
+        "Who committed the latest malware threat?",
+    )
+    assert stage.last_id == head
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_id": head}}
+    assert await PooledPostgresSaver(database.pool).aget_tuple(config) is None, "nothing written yet"
+
+    # The stock saver's own statements take the staged rows as they are...
+    async with database.pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(saver.UPSERT_CHECKPOINT_BLOBS_SQL, stage.blobs)
+        await cur.executemany(saver.UPSERT_CHECKPOINTS_SQL, stage.checkpoints)
+    # ...and read back, they are the checkpoint the run made.
+    kept = await saver.aget_tuple(config)
+    stored = await AsyncPostgresSaver(database.pool).aget_tuple(config)  # type: ignore[arg-type]
+    assert kept is not None and stored is not None
+    assert (stored.checkpoint, stored.metadata, stored.parent_config) == (
+        kept.checkpoint,
+        kept.metadata,
+        kept.parent_config,
+    )
+    assert [m.type for m in stored.checkpoint["channel_values"]["messages"]] == [
+        "human",
+        "ai",
+        "tool",
+        "ai",
+        "tool",
+        "ai",
+    ]
+
+
+async def test_each_turn_writes_one_checkpoint_in_its_commit(
+    database_url: str,
+) -> None:
+    thread_id = unique()
+    async with running_app(make_settings(database_url)) as (_, client):
+        for text in ("Who committed the latest malware threat?", "What was their IP address?"):
+            assert (
+                await client.post(f"/threads/{thread_id}/messages", json={"content": text})
+            ).status_code == 200
+        history = (await client.get(f"/threads/{thread_id}/history")).json()
+    with psycopg.connect(database_url) as conn:
+        key, head = conn.execute(
+            "SELECT thread_key::text, head_checkpoint_id FROM lma_threads WHERE thread_id = %s", (thread_id,)
+        ).fetchone() or (None, None)
+    assert key is not None
+    async with open_database(DatabaseSettings(url=database_url)) as database:
+        stock = AsyncPostgresSaver(database.pool)  # type: ignore[arg-type]
+        saved = [t async for t in stock.alist({"configurable": {"thread_id": key}})]
+    assert saved[0].checkpoint["id"] == head
+    assert len(saved) == 2 and saved[0].parent_config is not None
+    assert saved[0].parent_config["configurable"]["checkpoint_id"] == saved[1].checkpoint["id"]
+    assert {c["checkpoint_id"] for c in history["checkpoints"]} == {t.checkpoint["id"] for t in saved}
+    assert saved[0].checkpoint["channel_values"]["messages"][-1].content.startswith("Their IP address")
