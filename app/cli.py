@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 
 def build_app() -> FastAPI:
     """App factory for uvicorn (also in each worker process): logging first, then the app."""
+    from app.gc_tuning import tune_gc_for_serving
     from app.main import create_app
 
     settings = Settings()
     configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc_for_serving()
+    return app
 
 
 def _config_error_text(exc: ValueError) -> str:
