@@ -2,7 +2,7 @@
 
     uv run python bench/http_turns.py [--repeats 3] [--turns 200] [--admin-url postgresql://...]
 
-* ours:  the service (uvicorn, one worker) over HTTP with keep-alive, offline model.
+* ours:  the service (`serve`, 1 and 2 workers) over HTTP with keep-alive, offline model.
 * stock: the same graph invoked in-process with one shared stock `AsyncPostgresSaver` on a pool
   (default durability), which is what users of the library would otherwise run.
 * floor: a raw durable single-row upsert round trip on the same server.
@@ -295,6 +295,13 @@ def main() -> None:
                 f"| {n} | ours, HTTP, {workers} worker{'s' if workers > 1 else ''} | {o_rate:.1f} |"
                 f" {o_rate / s_rate:.2f}x | {o_p50 * 1000:.1f} | {o_p50 / floor:.0f} |"
             )
+    print()
+    print("per-run ratios vs stock (each run measures both paths on a fresh database):")
+    for n in concurrency:
+        for workers in worker_counts:
+            ratios = [o[n][0] / st[n][0] for o, st in zip(ours_runs[workers], stock_runs, strict=True)]
+            listed = " ".join(f"{r:.2f}x" for r in ratios)
+            print(f"  {n} threads, {workers} worker{'s' if workers > 1 else ''}: {listed}")
     print()
     print(
         f"bytes of one thread after 100 turns (200-character messages): ours {ours_bytes:,},"
