@@ -735,40 +735,47 @@ function renderTimeline() {
     : `${counts} Older checkpoints were compacted away; turns count from the oldest one kept.`;
   const onBranch = new Set(tree.head ? lineage(tree, tree.head).map((node) => node.checkpoint_id) : []);
   const busy = state.running !== null || state.remoteBusy;
-  ui.timeline.replaceChildren(
-    ...tree.newestFirst.map((node) => {
-      const question = state.questions.get(node.checkpoint_id);
-      const viewing = state.viewing ? state.viewing.checkpoint_id === node.checkpoint_id : node.is_head;
-      const sub = [`Branch ${node.branch}`, shortTime(node.created_at)];
-      if (node.message_count !== null) sub.push(plural(node.message_count, "message"));
-      if (node.forkOf) sub.push(`forked from turn ${node.forkOf.turn}`);
-      return h(
-        "li",
-        {
-          class: `cp branch-${node.branch % 6}${onBranch.has(node.checkpoint_id) ? " on-branch" : ""}`,
-          "data-checkpoint": node.checkpoint_id,
-        },
-        h(
-          "button",
-          {
-            class: "cp-btn",
-            type: "button",
-            "aria-pressed": String(viewing),
-            disabled: busy,
-            onclick: () => viewCheckpoint(node),
-          },
-          h("span", { class: "cp-dot", "aria-hidden": "true" }),
-          h(
-            "span",
-            {},
-            h("span", { class: "cp-title", text: `Turn ${node.turn}${question ? ` · ${question}` : ""}` }),
-            h("span", { class: "cp-sub", text: sub.join(" · ") }),
-          ),
-          node.is_head ? h("span", { class: "badge", text: "latest" }) : null,
-        ),
-      );
-    }),
+  // Update the items in place, keyed by checkpoint: the timeline re-renders whenever the history
+  // or a question label arrives, and replacing a button between a press and its release would
+  // swallow the user's click.
+  const existing = new Map([...ui.timeline.children].map((li) => [li.dataset.checkpoint, li]));
+  const items = tree.newestFirst.map((node) => {
+    const li = existing.get(node.checkpoint_id) ?? timelineItem();
+    const question = state.questions.get(node.checkpoint_id);
+    const viewing = state.viewing ? state.viewing.checkpoint_id === node.checkpoint_id : node.is_head;
+    const sub = [`Branch ${node.branch}`, shortTime(node.created_at)];
+    if (node.message_count !== null) sub.push(plural(node.message_count, "message"));
+    if (node.forkOf) sub.push(`forked from turn ${node.forkOf.turn}`);
+    li.node = node;
+    li.dataset.checkpoint = node.checkpoint_id;
+    li.className = `cp branch-${node.branch % 6}${onBranch.has(node.checkpoint_id) ? " on-branch" : ""}`;
+    const button = li.firstElementChild;
+    button.setAttribute("aria-pressed", String(viewing));
+    button.disabled = busy;
+    button.querySelector(".cp-title").textContent = `Turn ${node.turn}${question ? ` · ${question}` : ""}`;
+    button.querySelector(".cp-sub").textContent = sub.join(" · ");
+    button.querySelector(".badge").hidden = !node.is_head;
+    return li;
+  });
+  items.forEach((li, index) => {
+    if (ui.timeline.children[index] !== li) ui.timeline.insertBefore(li, ui.timeline.children[index] ?? null);
+  });
+  while (ui.timeline.children.length > items.length) ui.timeline.lastElementChild.remove();
+}
+
+/** An empty timeline entry; `renderTimeline` fills it (and refills it as the history changes). */
+function timelineItem() {
+  const li = h("li", {});
+  li.append(
+    h(
+      "button",
+      { class: "cp-btn", type: "button", onclick: () => viewCheckpoint(li.node) },
+      h("span", { class: "cp-dot", "aria-hidden": "true" }),
+      h("span", {}, h("span", { class: "cp-title" }), h("span", { class: "cp-sub" })),
+      h("span", { class: "badge", text: "latest" }),
+    ),
   );
+  return li;
 }
 
 async function viewCheckpoint(node) {

@@ -228,6 +228,8 @@ async def test_fork_from_an_earlier_checkpoint(page: Page, server: str, artifact
     await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 1 · branch 1 of 1")
     await shot(page, artifacts / "05-history-snapshot.png")
 
+    turn_one = await timeline.nth(1).get_by_role("button").element_handle()
+
     # Continue from there: a new branch.
     await send(page, "What was their email?")
     await wait_idle(page)
@@ -239,6 +241,11 @@ async def test_fork_from_an_earlier_checkpoint(page: Page, server: str, artifact
     await expect(timeline.nth(0)).to_contain_text("forked from turn 1")
     await expect(timeline.nth(0)).to_contain_text("latest")
     await expect(page.locator("#timeline .cp.on-branch")).to_have_count(2)
+    # Entries are updated in place, never replaced (a replaced button would swallow a click that
+    # was under way): turn 1's button is the same element, now third.
+    assert await turn_one.evaluate(
+        "b => b.isConnected && b.closest('li') === document.querySelectorAll('#timeline .cp')[2]"
+    )
     await shot(page, artifacts / "06-forked.png")
 
     history = await get_json(server, f"/threads/{thread_id}/history")
@@ -475,15 +482,9 @@ async def test_readme_screenshot(
             timeline = page.locator("#timeline .cp")
             await expect(timeline).to_have_count(2)
             await expect(timeline.nth(0)).to_contain_text("latest")
-            # The timeline may still re-render from the history refresh that opening it started;
-            # a click that lands on a replaced button is lost, so click until the view opens.
-            for _ in range(5):
-                await timeline.nth(1).get_by_role("button").click()
-                try:
-                    await expect(page.locator("#snapshot-bar")).to_be_visible(timeout=1500)
-                    break
-                except AssertionError:
-                    continue
+            # One click: the timeline updates its items in place while the history and the
+            # question labels arrive, so the button is never replaced under the pointer.
+            await timeline.nth(1).get_by_role("button").click()
             await expect(page.locator("#snapshot-bar")).to_be_visible()
             await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 1 · branch 1 of 1")
             await send(page, "What was their email?")
