@@ -3,8 +3,8 @@
 uvicorn's `--workers` gives all workers one shared listening socket, and whichever worker is
 awake when connections arrive accepts every one that is queued: a client or proxy that opens its
 keep-alive connections in a burst puts them all on one worker while the others idle (measured
-with 16 connections and 2 workers: 14 on one worker, 2 on the other, and 1.1x the throughput of
-one worker). Here each worker listens on a socket of its own, all bound to the same address with
+with 16 connections and 2 workers: all 16 on one worker, and 1.1x the throughput of one
+worker). Here each worker listens on a socket of its own, all bound to the same address with
 SO_REUSEPORT, and the kernel spreads new connections across them by hash. The supervision is
 uvicorn's (health pings, a dead worker replaced, SIGHUP restarts, SIGINT/SIGTERM shutdown), each
 worker keeping its socket across replacements, so connections that arrive while a worker is
