@@ -47,7 +47,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app.lru import Lru
-from app.observability.metrics import Metrics
+from app.observability.metrics import Metrics, timed_checkpoint_write
 
 # Run-config key naming the checkpoint the thread's registry records as its head (None: the
 # thread has no completed turn). With it, "the latest checkpoint" means that one.
@@ -57,6 +57,11 @@ HEAD_KEY = "__lma_head"
 STAGE_KEY = "__lma_stage"
 
 _Key = tuple[str, str, str]  # thread_id, checkpoint_ns, checkpoint_id
+
+
+def _key(configurable: dict[str, Any], checkpoint_id: str) -> _Key:
+    return (str(configurable["thread_id"]), configurable.get("checkpoint_ns", ""), checkpoint_id)
+
 
 BlobRow = tuple[str, str, str, str, str, bytes | None]  # thread, ns, channel, version, type, blob
 CheckpointRow = tuple[str, str, str, str | None, Jsonb, Jsonb]  # thread, ns, id, parent, body, metadata
@@ -106,11 +111,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             if checkpoint_id is None:
                 return None
             config = {**config, "configurable": {**configurable, "checkpoint_id": checkpoint_id}}
-        if checkpoint_id is not None:
-            key = (str(configurable["thread_id"]), configurable.get("checkpoint_ns", ""), checkpoint_id)
-            if (saved := self._written.get(key)) is not None:
-                # A copy: the loop advances the checkpoint's versions in place.
-                return saved._replace(checkpoint=_copy(saved.checkpoint), metadata=saved.metadata.copy())
+        saved = self._written.get(_key(configurable, checkpoint_id)) if checkpoint_id is not None else None
+        if saved is not None:
+            # A copy: the loop advances the checkpoint's versions in place.
+            return saved._replace(checkpoint=_copy(saved.checkpoint), metadata=saved.metadata.copy())
         return await super().aget_tuple(config)
 
     async def aput(
@@ -120,13 +124,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
         stage = config["configurable"].get(STAGE_KEY)
         if isinstance(stage, StagedCheckpoints):
-            next_config = self._stage(stage, config, checkpoint, metadata, new_versions)
-        elif self._metrics is None:
-            next_config = await super().aput(config, checkpoint, metadata, new_versions)
+            next_config = self._stage(stage, config, checkpoint, stored_metadata, new_versions)
         else:
-            with self._metrics.time_checkpoint_write():
+            with timed_checkpoint_write(self._metrics):
                 next_config = await super().aput(config, checkpoint, metadata, new_versions)
         written = next_config["configurable"]
         parent_id = config["configurable"].get("checkpoint_id")
@@ -134,14 +137,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             {"configurable": {**written, "checkpoint_id": parent_id}} if parent_id else None
         )
         self._written.put(
-            (str(written["thread_id"]), written["checkpoint_ns"], written["checkpoint_id"]),
-            CheckpointTuple(
-                next_config,
-                _copy(checkpoint),
-                get_serializable_checkpoint_metadata(config, metadata),
-                parent,
-                [],
-            ),
+            _key(written, written["checkpoint_id"]),
+            CheckpointTuple(next_config, _copy(checkpoint), stored_metadata, parent, []),
         )
         return next_config
 
@@ -150,7 +147,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         stage: StagedCheckpoints,
         config: RunnableConfig,
         checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
+        stored_metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """The rows the stock `aput` would write, kept in `stage` (same split and encoding:
@@ -174,7 +171,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 checkpoint["id"],
                 configurable.get("checkpoint_id"),
                 Jsonb({**checkpoint, "channel_values": inline}),
-                Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+                Jsonb(stored_metadata),
             )
         )
         return {
@@ -194,13 +191,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     ) -> None:
         # The checkpoint now has pending writes the kept copy lacks: read it from the table.
         configurable = config["configurable"]
-        self._written.discard(
-            (
-                str(configurable["thread_id"]),
-                configurable.get("checkpoint_ns", ""),
-                configurable["checkpoint_id"],
-            )
-        )
+        self._written.discard(_key(configurable, configurable["checkpoint_id"]))
         if isinstance(configurable.get(STAGE_KEY), StagedCheckpoints):
             # Pending writes only serve to resume a failed run; a staged run that fails is
             # dropped whole, and its checkpoints were never written.

@@ -68,9 +68,10 @@ _RUN_COLUMNS = (
 )
 
 
-def _columns(prefix: str, columns: list[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
+def _columns(prefix: str, rows: Sequence[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
     """Row tuples turned into one array parameter per column (`prefix0`...), for `unnest`."""
-    return {f"{prefix}{i}": list(columns[i]) if columns else [] for i in range(width)}
+    columns = list(zip(*rows, strict=True)) or [()] * width
+    return {f"{prefix}{i}": list(columns[i]) for i in range(width)}
 
 
 class RunStore:
@@ -217,10 +218,6 @@ class RunStore:
         # fork open the new branch with a copy of the shared prefix; append the turn's rows;
         # write its checkpoint; complete the run row. If the lease is gone or the thread was
         # deleted, `t` is empty and nothing else is written.
-        blobs, checkpoints = (
-            list(zip(*staged.blobs, strict=True)),
-            list(zip(*staged.checkpoints, strict=True)),
-        )
         params = {
             "checkpoint": checkpoint_id,
             "total": total,
@@ -236,8 +233,8 @@ class RunStore:
             "names": [m.name for m in messages],
             "calls": [Jsonb(m.tool_calls) if m.tool_calls is not None else None for m in messages],
             "call_ids": [m.tool_call_id for m in messages],
-            **_columns("b", blobs, 6),
-            **_columns("c", checkpoints, 6),
+            **_columns("b", staged.blobs, 6),
+            **_columns("c", staged.checkpoints, 6),
         }
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -134,3 +134,8 @@ class Metrics:
             prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def timed_checkpoint_write(metrics: Metrics | None) -> AbstractContextManager[None]:
+    """`metrics.time_checkpoint_write()`, or nothing when there are no metrics."""
+    return metrics.time_checkpoint_write() if metrics is not None else nullcontext()

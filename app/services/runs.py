@@ -16,7 +16,6 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +49,7 @@ from app.memory.history import CheckpointHistory
 from app.memory.runs import Claim, RunRecord, RunStore
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
-from app.observability.metrics import Metrics
+from app.observability.metrics import Metrics, timed_checkpoint_write
 from app.services.events import (
     RunDone,
     RunFailed,
@@ -336,7 +335,8 @@ class RunService:
             "checkpoint_id": checkpoint_id,
             "messages": [stored_to_json(m) for m in new],
         }
-        with self._timed_commit():
+        # The commit writes the turn's checkpoint: its latency is the checkpoint write's.
+        with timed_checkpoint_write(self._metrics):
             thread = await self._runs.complete(
                 thread_key=turn.thread.thread_key,
                 run_id=turn.run_id,
@@ -357,10 +357,6 @@ class RunService:
             turn=final,
         )
         return result
-
-    def _timed_commit(self) -> AbstractContextManager[None]:
-        # The commit writes the turn's checkpoint: its latency is the checkpoint write's.
-        return self._metrics.time_checkpoint_write() if self._metrics is not None else nullcontext()
 
     # -- shutdown --------------------------------------------------------------------------
 
