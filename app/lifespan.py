@@ -24,15 +24,22 @@ from app.agent.sample_data import load_sample_data
 from app.agent.tool_factory import build_tools
 from app.agent.window import HistoryWindow
 from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.execution import ExecutionStore
 from app.memory.history import CheckpointHistory
-from app.memory.pool import Database, open_database, record_pool_stats
+from app.memory.notifications import RunNotifications
+from app.memory.pool import Database, Pool, open_database, record_pool_stats
 from app.memory.retention import Retention
+from app.memory.run_events import RunEventLog
 from app.memory.runs import RunStore
 from app.memory.schema import check_schema, migrate
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
+from app.services.executor import Executor, Graph
+from app.services.history_cache import HistoryCache
+from app.services.run_queue import RunQueue
+from app.services.run_stream import LogFollower
 from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import Settings
@@ -88,15 +95,14 @@ async def open_resources(
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
         transcript = Transcript(pool)
-        runs = RunService(
+        runs = build_run_service(
+            settings,
             graph=graph,
+            pool=pool,
             registry=registry,
-            runs=RunStore(pool),
             history=history,
             transcript=transcript,
-            settings=settings.runs,
             metrics=metrics,
-            log_content=settings.server.log_content,
         )
         threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)
         retention = Retention(
@@ -105,7 +111,9 @@ async def open_resources(
             default_ttl=settings.retention.thread_ttl_seconds,
             compact_idle=settings.retention.compact_idle_seconds,
             batch=settings.retention.sweep_batch,
+            events_ttl=settings.runs.events_ttl_seconds,
         )
+        runs.start()
         try:
             yield Resources(
                 settings=settings,
@@ -117,6 +125,46 @@ async def open_resources(
             )
         finally:
             await runs.drain()
+
+
+def build_run_service(
+    settings: Settings,
+    *,
+    graph: Graph,
+    pool: Pool,
+    registry: ThreadRegistry,
+    history: CheckpointHistory,
+    transcript: Transcript,
+    metrics: Metrics,
+) -> RunService:
+    runs = RunStore(pool)
+    store = ExecutionStore(pool)
+    log = RunEventLog(pool)
+    notifications = RunNotifications(pool)
+    executor = Executor(
+        graph=graph,
+        store=store,
+        runs=runs,
+        log=log,
+        history_cache=HistoryCache(transcript, limit=settings.runs.history_messages),
+        settings=settings.runs,
+        metrics=metrics,
+        log_content=settings.server.log_content,
+    )
+    return RunService(
+        registry=registry,
+        runs=runs,
+        store=store,
+        executor=executor,
+        queue=RunQueue(
+            store=store, runs=runs, executor=executor, notifications=notifications, settings=settings.runs
+        ),
+        follower=LogFollower(log=log, runs=runs, notifications=notifications),
+        history=history,
+        transcript=transcript,
+        settings=settings.runs,
+        metrics=metrics,
+    )
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:

@@ -37,6 +37,15 @@ class BusyMode(StrEnum):
     WAIT = "wait"
 
 
+class MultitaskStrategy(StrEnum):
+    """What a new run does when its thread already has a run (the Agent Protocol's names)."""
+
+    REJECT = "reject"  # 409 thread_busy (or wait, with THREAD_BUSY_MODE=wait)
+    ENQUEUE = "enqueue"  # wait as `pending`, start when the thread is free, in creation order
+    INTERRUPT = "interrupt"  # cancel the active runs, then start
+    ROLLBACK = "rollback"  # cancel and delete the active runs, then start
+
+
 def default_embedded_dir() -> Path:
     """Where the embedded PostgreSQL keeps its data when no folder is configured.
 
@@ -242,6 +251,16 @@ class RunSettings(_Group):
     recursion_limit: int = Field(default=25, ge=4, validation_alias="RECURSION_LIMIT")
     # How much of the thread's transcript a turn loads for the model (it may trim further).
     history_messages: int = Field(default=200, ge=0, validation_alias="HISTORY_MESSAGES")
+    # The strategy of a request that names none.
+    multitask_strategy: MultitaskStrategy = Field(
+        default=MultitaskStrategy.REJECT, validation_alias="MULTITASK_STRATEGY"
+    )
+    # How long a finished run's events stay for rejoining and replay (swept by the sweeper).
+    events_ttl_seconds: int = Field(default=86_400, ge=60, validation_alias="RUN_EVENTS_TTL_SECONDS")
+    # A streaming run stores its events in batches at most this far apart.
+    events_flush_ms: float = Field(default=50.0, ge=1, le=5000, validation_alias="RUN_EVENTS_FLUSH_MS")
+    # Queued runs one process starts at most at once (each a turn on its own thread).
+    max_queued_starts: int = Field(default=16, ge=1, validation_alias="RUN_QUEUE_BATCH")
 
 
 class LimitSettings(_Group):

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import LimitsDep, OwnerDep, RunsDep
 from app.api.schemas import ErrorBody
 from app.api.threads import ERRORS
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from app.serving.responses import ResponsesRequest, plan_turn, response_body, stream_events
 from app.streaming import responses_sse_response, sse_event_schema
 
@@ -47,10 +47,14 @@ _SSE_EVENT = sse_event_schema("A Responses stream event as JSON, or `[DONE]`")
 )
 async def invocations(body: ResponsesRequest, owner: OwnerDep, runs: RunsDep, limits: LimitsDep) -> Response:
     turn = plan_turn(body, limits)
-    request = TurnRequest(owner=owner, thread_id=turn.thread_id, messages=turn.messages)
-    handle = await runs.start(request, stream=bool(body.stream))
-    headers = {"X-Run-Id": handle.run_id}
+    request = TurnRequest(
+        owner=owner, thread_id=turn.thread_id, messages=turn.messages, stream=bool(body.stream)
+    )
+    handle = await runs.submit(request)
+    headers = {"X-Run-Id": handle.run.run_id}
     if body.stream:
-        events = stream_events(handle.events(), thread_id=turn.thread_id, run_id=handle.run_id)
+        events = stream_events(
+            handle.events(), thread_id=turn.thread_id, run_id=handle.run.run_id, result=handle.result
+        )
         return responses_sse_response(events, headers=headers, ping_seconds=15)
     return JSONResponse(response_body(await handle.result()), headers=headers)

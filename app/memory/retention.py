@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from app.memory.pool import Pool
+from app.memory.run_events import RunEventLog
 from app.memory.threads import purge_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ _SWEEP_LOCK = "lakebase-memory-agent:sweeper"
 class SweepResult:
     expired: int = 0
     compacted: int = 0
+    events_pruned: int = 0  # events of runs finished longer than RUN_EVENTS_TTL_SECONDS ago
     skipped: bool = False  # another process holds the sweeper lock
 
 
@@ -44,12 +46,15 @@ class Retention:
         default_ttl: int | None,
         compact_idle: int | None,
         batch: int,
+        events_ttl: int | None = None,
     ) -> None:
         self._pool = pool
         self._saver = saver
         self._default_ttl = default_ttl
         self._compact_idle = compact_idle
         self._batch = batch
+        self._events_ttl = events_ttl
+        self._events = RunEventLog(pool)
 
     async def sweep(self) -> SweepResult:
         async with self._pool.connection() as lock_conn:
@@ -60,11 +65,18 @@ class Retention:
             try:
                 expired = await self._expire()
                 compacted = await self._compact() if self._compact_idle is not None else 0
+                pruned = (
+                    await self._events.prune(older_than_seconds=self._events_ttl, batch=self._batch)
+                    if self._events_ttl is not None
+                    else 0
+                )
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_SWEEP_LOCK,))
-        if expired or compacted:
-            logger.info("retention sweep", extra={"expired": expired, "compacted": compacted})
-        return SweepResult(expired=expired, compacted=compacted)
+        if expired or compacted or pruned:
+            logger.info(
+                "retention sweep", extra={"expired": expired, "compacted": compacted, "events_pruned": pruned}
+            )
+        return SweepResult(expired=expired, compacted=compacted, events_pruned=pruned)
 
     async def _expire(self) -> int:
         total = 0

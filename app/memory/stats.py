@@ -38,8 +38,8 @@ async def collect_stats(pool: Pool, *, top: int = 10, days: int = 30) -> Stats:
             "SELECT"
             " (SELECT count(*) FROM lma_threads) AS threads,"
             " (SELECT count(DISTINCT owner) FROM lma_threads) AS owners,"
-            " (SELECT count(*) FROM lma_runs WHERE status = 'completed') AS turns,"
-            " (SELECT count(*) FROM lma_runs WHERE status = 'failed') AS failed_turns,"
+            " (SELECT count(*) FROM lma_runs WHERE status = 'success') AS turns,"
+            " (SELECT count(*) FROM lma_runs WHERE status IN ('error', 'timeout')) AS failed_turns,"
             " (SELECT count(*) FROM lma_messages) AS messages,"
             " (SELECT count(*) FROM lma_messages WHERE role = 'tool') AS tool_calls,"
             " (SELECT count(*) FROM checkpoints) AS checkpoints,"
@@ -62,10 +62,10 @@ async def collect_stats(pool: Pool, *, top: int = 10, days: int = 30) -> Stats:
         )
         top_threads = await cur.fetchall()
         await cur.execute(
-            "SELECT started_at::date AS day, count(*) FILTER (WHERE status = 'completed') AS turns,"
-            " count(*) FILTER (WHERE status = 'failed') AS failed_turns,"
+            "SELECT created_at::date AS day, count(*) FILTER (WHERE status = 'success') AS turns,"
+            " count(*) FILTER (WHERE status IN ('error', 'timeout')) AS failed_turns,"
             " count(DISTINCT thread_key) AS active_threads"
-            " FROM lma_runs WHERE started_at >= now() - make_interval(days => %s)"
+            " FROM lma_runs WHERE created_at >= now() - make_interval(days => %s)"
             " GROUP BY 1 ORDER BY 1 DESC",
             (days,),
         )

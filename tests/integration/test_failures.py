@@ -10,10 +10,10 @@ import pytest
 
 from app.agent.offline_model import OfflineChatModel
 from app.agent.tools import USER_TOOL, build_local_tools
-from app.errors import TurnFailed
+from app.errors import ServiceUnavailable, TurnFailed
 from app.lifespan import open_resources
 from app.memory.pool import open_database
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from tests.conftest import make_settings, unique
 from tests.fakes import ExplodingModel, broken_threat_tool
 
@@ -28,39 +28,41 @@ async def test_failed_turn_saves_nothing_and_the_next_turn_works(database_url: s
     async with open_resources(settings, model=model) as resources:
         runs, threads = resources.runs, resources.threads
         first = await (
-            await runs.start(
-                TurnRequest(OWNER, thread_id, [("user", "Who committed the latest malware threat?")]),
-                stream=False,
+            await runs.submit(
+                TurnRequest(
+                    OWNER, thread_id, [("user", "Who committed the latest malware threat?")], stream=False
+                )
             )
         ).result()
         assert model.calls == 3
         # Turn 2: call 4 plans a tool call, the tool runs, call 5 explodes after tool results exist.
-        handle = await runs.start(
-            TurnRequest(OWNER, thread_id, [("user", "Who committed the latest phishing threat?")]),
-            stream=True,
+        handle = await runs.submit(
+            TurnRequest(
+                OWNER, thread_id, [("user", "Who committed the latest phishing threat?")], stream=True
+            )
         )
-        events = [type(e).__name__ for e in [e async for e in handle.events()]]
+        events = [type(e.event).__name__ for e in [e async for e in handle.events()]]
         assert events[-1] == "RunFailed" and "RunDone" not in events
         with pytest.raises(TurnFailed) as failure:
             await handle.result()
         assert "hunter2" not in failure.value.message  # provider text never reaches the client
 
         thread = await threads.get(OWNER, thread_id)
-        assert thread.head_checkpoint_id == first["checkpoint_id"]
+        assert thread.head_checkpoint_id == first.checkpoint_id
         assert thread.turn_count == 1 and thread.message_count == 6 and not thread.busy_at(thread.updated_at)
         _, checkpoints, _ = await threads.history(OWNER, thread_id, limit=10, before=None)
-        assert [c.checkpoint_id for c in checkpoints] == [first["checkpoint_id"]]  # partial one dropped
+        assert [c.checkpoint_id for c in checkpoints] == [first.checkpoint_id]  # partial one dropped
         transcript, _ = await threads.messages(OWNER, thread_id, limit=50, before=None)
         assert len(transcript) == 6
 
         # The next turn starts from the last completed checkpoint, not the failed partial one.
         follow = await (
-            await runs.start(
-                TurnRequest(OWNER, thread_id, [("user", "What was their IP address?")]), stream=False
+            await runs.submit(
+                TurnRequest(OWNER, thread_id, [("user", "What was their IP address?")], stream=False)
             )
         ).result()
         state = await threads.state(OWNER, thread_id, None)
-        assert [m["id"] for m in state.messages] == [m["id"] for m in first["messages"] + follow["messages"]]
+        assert [m["id"] for m in state.messages] == [m.message_id for m in first.messages + follow.messages]
 
 
 async def test_failing_tool_becomes_a_readable_tool_result(database_url: str) -> None:
@@ -69,27 +71,29 @@ async def test_failing_tool_becomes_a_readable_tool_result(database_url: str) ->
         tools = [broken_threat_tool(), *[t for t in build_local_tools(database.pool) if t.name == USER_TOOL]]
     async with open_resources(settings, tools=tools) as resources:
         result = await (
-            await resources.runs.start(
-                TurnRequest(OWNER, unique(), [("user", "Who committed the latest malware threat?")]),
-                stream=False,
+            await resources.runs.submit(
+                TurnRequest(
+                    OWNER, unique(), [("user", "Who committed the latest malware threat?")], stream=False
+                )
             )
         ).result()
-    tool_result = next(m for m in result["messages"] if m["role"] == "tool")
-    assert tool_result["content"].startswith("tool failed: ConnectionError: threat table unreachable")
-    assert result["messages"][-1]["role"] == "assistant"
-    assert "tool failed" in result["messages"][-1]["content"]
+    tool_result = next(m for m in result.messages if m.role == "tool")
+    assert tool_result.content.startswith("tool failed: ConnectionError: threat table unreachable")
+    assert result.messages[-1].role == "assistant"
+    assert "tool failed" in result.messages[-1].content
 
 
 async def test_shutdown_cancels_unfinished_turns_without_saving_them(database_url: str) -> None:
     settings = make_settings(database_url, runs={"shutdown_grace_seconds": 0.2})
     thread_id = unique()
     async with open_resources(settings, model=OfflineChatModel(token_delay_seconds=0.2)) as resources:
-        handle = await resources.runs.start(
-            TurnRequest(OWNER, thread_id, [("user", "Who committed the latest malware threat?")]),
-            stream=False,
+        handle = await resources.runs.submit(
+            TurnRequest(
+                OWNER, thread_id, [("user", "Who committed the latest malware threat?")], stream=False
+            )
         )
         await asyncio.sleep(0.3)
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(ServiceUnavailable, match="shutdown"):
         await handle.result()
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -98,4 +102,4 @@ async def test_shutdown_cancels_unfinished_turns_without_saving_them(database_ur
             " FROM lma_threads t JOIN lma_runs r USING (thread_key) WHERE t.thread_id = %s",
             (thread_id,),
         ).fetchone()
-    assert row == (0, None, "failed", 0)
+    assert row == (0, None, "error", 0)

@@ -15,7 +15,7 @@ from app.agent.tools import USER_TOOL, build_local_tools, parse_fields
 from app.agent.window import INTERRUPTED_TOOL_RESULT
 from app.lifespan import open_resources
 from app.memory.pool import open_database
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from app.settings import ModelSettings
 from tests.conftest import make_settings, running_app, unique
 from tests.fakes import ChatRequest, FakeChatServer, Reply, Script, broken_threat_tool, hanging_threat_tool
@@ -157,10 +157,10 @@ async def test_failing_and_hanging_tools_become_results_the_model_reads(database
         answers = []
         for threat_tool in (broken_threat_tool(), hanging_threat_tool()):
             async with open_resources(settings, tools=[threat_tool, *user_tool]) as resources:
-                handle = await resources.runs.start(
-                    TurnRequest("tester", unique(), [("user", "Latest DDoS threat?")]), stream=False
+                handle = await resources.runs.submit(
+                    TurnRequest("tester", unique(), [("user", "Latest DDoS threat?")], stream=False)
                 )
-                answers.append((await handle.result())["messages"][-1]["content"])
+                answers.append((await handle.result()).messages[-1].content)
     assert server.violations == []
     assert answers == [
         "The lookup failed: tool failed: ConnectionError: threat table unreachable",

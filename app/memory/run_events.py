@@ -1,0 +1,116 @@
+"""The run event log: every event of a run, in order, append-only, keyed by `(run_id, seq)`.
+
+A run's events are written by the process executing it, in batches (a token stream does not
+cost a round trip per token), and a run's first and last events are written by the statements
+that start and finish it (`app.memory.runs`), so a finished run always has its whole log.
+Joiners on any replica read by `seq` and are woken by `LISTEN/NOTIFY` on `CHANNEL`: every write
+notifies `e <run_id> <last seq>` in its own transaction, so a joiner that subscribes first and
+then reads misses nothing. Events are kept for RUN_EVENTS_TTL_SECONDS after the run finished.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from app.memory.pool import Pool
+
+# One channel for everything about runs: `e <run_id> <seq>` events stored, `c <run_id>` cancel
+# requested, `q` a queued run may be startable.
+CHANNEL = "lma_runs"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    kind: str
+    data: dict[str, Any]
+
+
+def event_rows(events: Sequence[StoredEvent]) -> dict[str, list[Any]]:
+    """Events as array parameters for `unnest` (`ev_seq`, `ev_kind`, `ev_data`)."""
+    return {
+        "ev_seq": [e.seq for e in events],
+        "ev_kind": [e.kind for e in events],
+        "ev_data": [Jsonb(e.data) for e in events],
+    }
+
+
+# A CTE inserting the events of `event_rows` for run %(run)s, when `guard` (a CTE name) has a row.
+def insert_events_cte(guard: str) -> str:
+    return (
+        "INSERT INTO lma_run_events (run_id, seq, event, data)"
+        f"  SELECT %(run)s, u.seq, u.kind, u.data FROM {guard},"
+        "    unnest(%(ev_seq)s::int[], %(ev_kind)s::text[], %(ev_data)s::jsonb[]) AS u(seq, kind, data)"
+        "  ON CONFLICT (run_id, seq) DO NOTHING"
+    )
+
+
+def notify_events_sql(run: str, last_seq: str) -> str:
+    """A select-list expression notifying joiners that run `run` has events up to `last_seq`."""
+    return f"pg_notify('{CHANNEL}', 'e ' || {run}::text || ' ' || {last_seq}::text)"
+
+
+# The terminal event a process writes for a run whose executor is gone (cancelled while pending,
+# or its worker lost): after whatever the log holds, unless the log is already closed.
+CLOSE_LOG_SQL = (
+    "INSERT INTO lma_run_events (run_id, seq, event, data)"
+    " SELECT r.run_id, coalesce((SELECT max(seq) FROM lma_run_events e WHERE e.run_id = r.run_id), 0) + 1,"
+    "   'error', jsonb_build_object('code', r.error_code, 'message', r.error_message)"
+    " FROM lma_runs r WHERE r.run_id = ANY(%(closing)s)"
+    "   AND NOT EXISTS (SELECT 1 FROM lma_run_events e WHERE e.run_id = r.run_id"
+    "     AND e.event IN ('done', 'error'))"
+    " ON CONFLICT (run_id, seq) DO NOTHING"
+)
+
+
+class RunEventLog:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def append(self, run_id: uuid.UUID, events: Sequence[StoredEvent]) -> None:
+        """Store a batch of a running run's events and wake its joiners (one round trip)."""
+        if not events:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                f"WITH added AS ({insert_events_cte('(SELECT 1) AS one')})"
+                f" SELECT {notify_events_sql('%(run)s', '%(last)s')}",
+                {"run": run_id, "last": events[-1].seq, **event_rows(events)},
+            )
+
+    async def read(self, run_id: uuid.UUID, *, after: int, limit: int = 500) -> list[StoredEvent]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT seq, event, data FROM lma_run_events WHERE run_id = %s AND seq > %s"
+                " ORDER BY seq LIMIT %s",
+                (run_id, after, limit),
+            )
+            rows = await cur.fetchall()
+        events: list[StoredEvent] = []
+        for seq, kind, data in rows:
+            assert isinstance(seq, int) and isinstance(data, dict)
+            events.append(StoredEvent(seq=seq, kind=str(kind), data=data))
+        return events
+
+    async def prune(self, *, older_than_seconds: int, batch: int) -> int:
+        """Delete the events of runs that finished more than `older_than_seconds` ago."""
+        total = 0
+        while True:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "DELETE FROM lma_run_events WHERE run_id IN ("
+                    "  SELECT r.run_id FROM lma_runs r"
+                    "  WHERE r.finished_at < now() - make_interval(secs => %s)"
+                    "    AND EXISTS (SELECT 1 FROM lma_run_events e WHERE e.run_id = r.run_id)"
+                    "  LIMIT %s)",
+                    (older_than_seconds, batch),
+                )
+                deleted = cur.rowcount
+            total += max(deleted, 0)
+            if deleted <= 0:
+                return total
