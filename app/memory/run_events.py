@@ -19,6 +19,8 @@ from psycopg.types.json import Jsonb
 
 from app.memory.pool import Pool
 
+TERMINAL_KINDS = ("done", "error")
+
 # One channel for everything about runs: `e <run_id> <seq>` events stored, `c <run_id>` cancel
 # requested, `q` a queued run may be startable.
 CHANNEL = "lma_runs"
@@ -96,6 +98,15 @@ class RunEventLog:
             assert isinstance(seq, int) and isinstance(data, dict)
             events.append(StoredEvent(seq=seq, kind=str(kind), data=data))
         return events
+
+    async def closed(self, run_id: uuid.UUID) -> bool:
+        """Whether the run's log holds its terminal event."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM lma_run_events WHERE run_id = %s AND event = ANY(%s) LIMIT 1",
+                (run_id, list(TERMINAL_KINDS)),
+            )
+            return await cur.fetchone() is not None
 
     async def prune(self, *, older_than_seconds: int, batch: int) -> int:
         """Delete the events of runs that finished more than `older_than_seconds` ago."""

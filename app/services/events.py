@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.agent.messages import stored_to_json
+from app.memory.run_events import TERMINAL_KINDS
 from app.memory.transcript import StoredMessage
 
 
@@ -89,7 +90,8 @@ KINDS: dict[type[Any], str] = {
     RunDone: "done",
 }
 _BY_KIND = {kind: cls for cls, kind in KINDS.items()}
-TERMINAL_KINDS = (KINDS[RunDone], KINDS[RunFailed])
+# The log finds a run's end by these names.
+assert (KINDS[RunDone], KINDS[RunFailed]) == TERMINAL_KINDS
 
 
 def _message_from_json(body: dict[str, Any]) -> StoredMessage:

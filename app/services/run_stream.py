@@ -65,11 +65,12 @@ class LogFollower:
                         )
                         return
                     if record.finished_at is not None:
-                        # Finished: its terminal event is stored, or was pruned with the log.
-                        if not await self._log.read(run_id, after=after, limit=1):
+                        if await self._log.read(run_id, after=after, limit=1):
+                            continue  # stored just now
+                        # Its terminal event was at or before `after`, or pruned with the log.
+                        if not await self._log.closed(run_id):
                             yield RunEvent(seq=after + 1, event=closing_event(record))
-                            return
-                        continue
+                        return
                 check_record = False
                 try:
                     await asyncio.wait_for(waiter.wait(), timeout=POLL_SECONDS)

@@ -19,7 +19,7 @@ from app.services.run_model import TurnRequest
 from app.settings import ModelSettings
 from tests.conftest import make_settings, running_app, unique
 from tests.fakes import ChatRequest, FakeChatServer, Reply, Script, broken_threat_tool, hanging_threat_tool
-from tests.integration.test_streaming import parse_sse
+from tests.sse import parse_sse
 
 API_KEY = "sk-test-123"
 MODEL = "gpt-test"
