@@ -104,7 +104,8 @@ async def test_five_clients_enqueue_on_one_thread_and_the_runs_go_one_at_a_time_
     with psycopg.connect(database_url) as conn:
         spans = conn.execute(
             "SELECT r.started_at, r.finished_at, r.status"
-            " FROM lma_runs r JOIN lma_threads t USING (thread_key) WHERE t.thread_id = %s ORDER BY r.created_at",
+            " FROM lma_runs r JOIN lma_threads t USING (thread_key)"
+            " WHERE t.thread_id = %s ORDER BY r.created_at",
             (thread_id,),
         ).fetchall()
     assert [s[2] for s in spans] == ["success"] * 6
