@@ -53,6 +53,8 @@ def create_app(
             allow_origins=settings.server.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
+            # Where a run and its stream are, and the next page of runs: clients read these.
+            expose_headers=["Location", "Content-Location", "X-Run-Id", "X-Next-Cursor", "Retry-After"],
         )
     app.add_middleware(
         BodyGuard,

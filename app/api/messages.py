@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from app.agent.messages import stored_to_json
 from app.api.cursors import decode_cursor, encode_cursor
 from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep, ThreadsDep
-from app.api.schemas import ErrorBody, MessageOut, MessagePage, RunOut, TurnIn, TurnOut
+from app.api.schemas import ErrorBody, MessageOut, MessagePage, RunOut, TurnIn, TurnOut, turn_json
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
 from app.services.run_model import TurnRequest
@@ -116,7 +116,7 @@ async def send_message(
         return JSONResponse(RunOut.of(handle.run).model_dump(mode="json"), status_code=202, headers=headers)
     if wants_stream:
         return sse_response(handle.run.run_id, handle.events(), headers=headers, ping_seconds=15)
-    return JSONResponse(TurnOut.of(await handle.result()).model_dump(mode="json"), headers=headers)
+    return JSONResponse(turn_json(await handle.result()), headers=headers)
 
 
 @router.get("/{thread_id}/messages", response_model=MessagePage, responses=ERRORS)

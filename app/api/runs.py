@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from app.api.cursors import decode_cursor, encode_cursor
 from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep
 from app.api.messages import run_headers
-from app.api.schemas import ErrorBody, RunCancelled, RunCancelMany, RunOut, TurnOut
+from app.api.schemas import ErrorBody, RunCancelled, RunCancelMany, RunOut, TurnOut, turn_json
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
 from app.services.run_model import RunStatus
@@ -121,9 +121,7 @@ async def join_run(thread_id: ThreadIdDep, run_id: str, owner: OwnerDep, runs: R
     """Wait for the run to finish and answer its result, as the JSON turn body (or its error)."""
     run = await runs.get(owner, thread_id, run_id)
     result = await runs.result_of(uuid.UUID(run.run_id))
-    return JSONResponse(
-        TurnOut.of(result).model_dump(mode="json"), headers=run_headers(thread_id, run.run_id)
-    )
+    return JSONResponse(turn_json(result), headers=run_headers(thread_id, run.run_id))
 
 
 @router.post(

@@ -183,14 +183,16 @@ class TurnOut(BaseModel):
     checkpoint_id: str
     messages: list[MessageOut]
 
-    @classmethod
-    def of(cls, result: TurnResult) -> TurnOut:
-        return cls(
-            thread_id=result.thread_id,
-            run_id=result.run_id,
-            checkpoint_id=result.checkpoint_id,
-            messages=[MessageOut.model_validate(stored_to_json(m)) for m in result.messages],
-        )
+
+def turn_json(result: TurnResult) -> dict[str, Any]:
+    """The TurnOut body of a result, built directly: the hottest response of the service skips
+    a validation round (tests check it against TurnOut)."""
+    return {
+        "thread_id": result.thread_id,
+        "run_id": result.run_id,
+        "checkpoint_id": result.checkpoint_id,
+        "messages": [stored_to_json(m) for m in result.messages],
+    }
 
 
 class RunErrorOut(BaseModel):

@@ -33,7 +33,7 @@ _SWEEP_LOCK = "lakebase-memory-agent:sweeper"
 class SweepResult:
     expired: int = 0
     compacted: int = 0
-    events_pruned: int = 0  # events of runs finished longer than RUN_EVENTS_TTL_SECONDS ago
+    events_pruned: int = 0  # event batches of runs finished longer than RUN_EVENTS_TTL_SECONDS ago
     skipped: bool = False  # another process holds the sweeper lock
 
 

@@ -1,11 +1,13 @@
-"""The run event log: every event of a run, in order, append-only, keyed by `(run_id, seq)`.
+"""The run event log: every event of a run, in order, append-only.
 
-A run's events are written by the process executing it, in batches (a token stream does not
-cost a round trip per token), and a run's first and last events are written by the statements
-that start and finish it (`app.memory.runs`), so a finished run always has its whole log.
-Joiners on any replica read by `seq` and are woken by `LISTEN/NOTIFY` on `CHANNEL`: every write
-notifies `e <run_id> <last seq>` in its own transaction, so a joiner that subscribes first and
-then reads misses nothing. Events are kept for RUN_EVENTS_TTL_SECONDS after the run finished.
+A row is a batch of consecutive events (`seq`..`last_seq`, as a JSON array of `[kind, data]`),
+so a token stream costs one row per batch, not per token, and a turn answered as JSON stores
+its whole log in one row. A run's events are written by the process executing it, and a run's
+last events by the statement that finishes it (`app.memory.execution`), so a finished run always
+has its whole log. Joiners on any replica read by `seq` and are woken by `LISTEN/NOTIFY` on
+`CHANNEL`: every write notifies `e <run_id> <last seq>` in its own transaction, so a joiner that
+subscribes first and then reads misses nothing. Events are kept for RUN_EVENTS_TTL_SECONDS
+after the run finished.
 """
 
 from __future__ import annotations
@@ -33,21 +35,22 @@ class StoredEvent:
     data: dict[str, Any]
 
 
-def event_rows(events: Sequence[StoredEvent]) -> dict[str, list[Any]]:
-    """Events as array parameters for `unnest` (`ev_seq`, `ev_kind`, `ev_data`)."""
+def event_rows(events: Sequence[StoredEvent]) -> dict[str, Any]:
+    """A batch as the parameters of `insert_events_cte` (no row when `events` is empty)."""
     return {
-        "ev_seq": [e.seq for e in events],
-        "ev_kind": [e.kind for e in events],
-        "ev_data": [Jsonb(e.data) for e in events],
+        "ev_first": events[0].seq if events else None,
+        "ev_last": events[-1].seq if events else None,
+        "ev_terminal": any(e.kind in TERMINAL_KINDS for e in events),
+        "ev_body": Jsonb([[e.kind, e.data] for e in events]),
     }
 
 
-# A CTE inserting the events of `event_rows` for run %(run)s, when `guard` (a CTE name) has a row.
 def insert_events_cte(guard: str) -> str:
+    """A CTE storing the batch of `event_rows` for run %(run)s, when `guard` (a CTE) has a row."""
     return (
-        "INSERT INTO lma_run_events (run_id, seq, event, data)"
-        f"  SELECT %(run)s, u.seq, u.kind, u.data FROM {guard},"
-        "    unnest(%(ev_seq)s::int[], %(ev_kind)s::text[], %(ev_data)s::jsonb[]) AS u(seq, kind, data)"
+        "INSERT INTO lma_run_events (run_id, seq, last_seq, terminal, events)"
+        f"  SELECT %(run)s, %(ev_first)s, %(ev_last)s, %(ev_terminal)s, %(ev_body)s FROM {guard}"
+        "  WHERE %(ev_first)s::int IS NOT NULL"
         "  ON CONFLICT (run_id, seq) DO NOTHING"
     )
 
@@ -60,12 +63,15 @@ def notify_events_sql(run: str, last_seq: str) -> str:
 # The terminal event a process writes for a run whose executor is gone (cancelled while pending,
 # or its worker lost): after whatever the log holds, unless the log is already closed.
 CLOSE_LOG_SQL = (
-    "INSERT INTO lma_run_events (run_id, seq, event, data)"
-    " SELECT r.run_id, coalesce((SELECT max(seq) FROM lma_run_events e WHERE e.run_id = r.run_id), 0) + 1,"
-    "   'error', jsonb_build_object('code', r.error_code, 'message', r.error_message)"
-    " FROM lma_runs r WHERE r.run_id = ANY(%(closing)s)"
-    "   AND NOT EXISTS (SELECT 1 FROM lma_run_events e WHERE e.run_id = r.run_id"
-    "     AND e.event IN ('done', 'error'))"
+    "INSERT INTO lma_run_events (run_id, seq, last_seq, terminal, events)"
+    " SELECT r.run_id, n.seq, n.seq, true,"
+    "   jsonb_build_array(jsonb_build_array('error',"
+    "     jsonb_build_object('code', r.error_code, 'message', r.error_message)))"
+    " FROM lma_runs r,"
+    "   LATERAL (SELECT coalesce(max(e.last_seq), 0) + 1 AS seq FROM lma_run_events e"
+    "     WHERE e.run_id = r.run_id) AS n"
+    " WHERE r.run_id = ANY(%(closing)s)"
+    "   AND NOT EXISTS (SELECT 1 FROM lma_run_events e WHERE e.run_id = r.run_id AND e.terminal)"
     " ON CONFLICT (run_id, seq) DO NOTHING"
 )
 
@@ -85,26 +91,28 @@ class RunEventLog:
                 {"run": run_id, "last": events[-1].seq, **event_rows(events)},
             )
 
-    async def read(self, run_id: uuid.UUID, *, after: int, limit: int = 500) -> list[StoredEvent]:
+    async def read(self, run_id: uuid.UUID, *, after: int, batches: int = 100) -> list[StoredEvent]:
+        """The stored events after `after`, in order (up to `batches` rows of them)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT seq, event, data FROM lma_run_events WHERE run_id = %s AND seq > %s"
+                "SELECT seq, events FROM lma_run_events WHERE run_id = %s AND last_seq > %s"
                 " ORDER BY seq LIMIT %s",
-                (run_id, after, limit),
+                (run_id, after, batches),
             )
             rows = await cur.fetchall()
         events: list[StoredEvent] = []
-        for seq, kind, data in rows:
-            assert isinstance(seq, int) and isinstance(data, dict)
-            events.append(StoredEvent(seq=seq, kind=str(kind), data=data))
+        for first, batch in rows:
+            assert isinstance(first, int) and isinstance(batch, list)
+            for offset, (kind, data) in enumerate(batch):
+                if first + offset > after:
+                    events.append(StoredEvent(seq=first + offset, kind=str(kind), data=data))
         return events
 
     async def closed(self, run_id: uuid.UUID) -> bool:
         """Whether the run's log holds its terminal event."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT 1 FROM lma_run_events WHERE run_id = %s AND event = ANY(%s) LIMIT 1",
-                (run_id, list(TERMINAL_KINDS)),
+                "SELECT 1 FROM lma_run_events WHERE run_id = %s AND terminal LIMIT 1", (run_id,)
             )
             return await cur.fetchone() is not None
 

@@ -164,8 +164,9 @@ MIGRATIONS: list[list[LiteralString]] = [
         CREATE TABLE IF NOT EXISTS lma_run_events (
         run_id     uuid        NOT NULL REFERENCES lma_runs (run_id) ON DELETE CASCADE,
         seq        integer     NOT NULL,
-        event      text        NOT NULL,
-        data       jsonb       NOT NULL,
+        last_seq   integer     NOT NULL,
+        terminal   boolean     NOT NULL DEFAULT false,
+        events     jsonb       NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (run_id, seq)
     )

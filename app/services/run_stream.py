@@ -65,7 +65,7 @@ class LogFollower:
                         )
                         return
                     if record.finished_at is not None:
-                        if await self._log.read(run_id, after=after, limit=1):
+                        if await self._log.read(run_id, after=after, batches=1):
                             continue  # stored just now
                         # Its terminal event was at or before `after`, or pruned with the log.
                         if not await self._log.closed(run_id):
