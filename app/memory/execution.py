@@ -191,20 +191,24 @@ class ExecutionStore:
         }
         last = events[-1].seq if events else 0
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
+            cur = await conn.execute(
                 "WITH r AS ("
                 "  UPDATE lma_runs SET finished_at = now(), updated_at = now(), idempotency_key = NULL,"
                 "    status = CASE WHEN status = 'running' THEN %(status)s ELSE status END,"
                 "    error_code = CASE WHEN status = 'running' THEN %(code)s ELSE error_code END,"
                 "    error_message = CASE WHEN status = 'running' THEN %(message)s ELSE error_message END"
-                "  WHERE run_id = %(run)s RETURNING run_id"
+                "  WHERE run_id = %(run)s AND status <> 'success' RETURNING run_id"
                 "), freed AS ("
                 "  UPDATE lma_threads SET lease_run_id = NULL, lease_expires_at = NULL"
                 "  WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING 1"
                 f"), added AS ({insert_events_cte('r')})"
-                f" SELECT {notify_events_sql('%(run)s', str(last))}, {_WAKE_QUEUE}",
+                f" SELECT count(*) FROM r, LATERAL (SELECT {notify_events_sql('%(run)s', str(last))},"
+                f" {_WAKE_QUEUE}) AS woken",
                 params,
             )
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return  # it completed after all (or is gone): nothing of it is partial
             await drop_partial_checkpoints(conn, thread_key, run_id)
             # A thread deleted while this turn ran: whatever the turn wrote meanwhile goes too,
             # so nothing of it can come back.

@@ -144,7 +144,9 @@ class Executor:
         if live is None or live.task is None:
             return False
         live.cancel_requested = True
-        live.task.cancel()
+        # A commit in flight is never interrupted: it finds the lease gone and writes nothing.
+        if not live.committing:
+            live.task.cancel()
         return True
 
     async def _execute(self, live: LiveRun, execution: Execution) -> None:
@@ -173,6 +175,8 @@ class Executor:
             live.result.set_result(result)
         finally:
             heartbeat.cancel()
+            if not live.result.done():  # cancelled again while recording its failure
+                live.result.set_exception(ServiceUnavailable("The turn was interrupted; nothing was saved."))
             live.finish()
             self.live.pop(execution.run_id, None)
 
@@ -231,7 +235,7 @@ class Executor:
             except Exception:  # noqa: BLE001 - a blip; the next beat retries before expiry
                 logger.warning("lease renewal failed for run %s", execution.run_id)
                 continue
-            if not held and live.task is not None:
+            if not held and live.task is not None and not live.committing:
                 # Cancelled (its notification lost) or taken over: it cannot commit; stop now.
                 live.lease_lost = True
                 live.task.cancel()
@@ -307,6 +311,7 @@ class Executor:
             new_messages=len(new),
         )
         last = live.numbered([*steps, done])
+        live.committing = True
         # The commit writes the turn's checkpoint: its latency is the checkpoint write's.
         with timed_checkpoint_write(self._metrics):
             committed = await self._store.complete(
@@ -319,6 +324,9 @@ class Executor:
                 events=await live.unstored(last),
             )
         if committed is None:
+            live.committing = False
+            if live.cancel_requested:
+                raise RunCancelled("The run was cancelled; nothing was saved.")
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         live.publish(last)
         self._history_cache.remember(

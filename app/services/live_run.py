@@ -34,6 +34,7 @@ class LiveRun:
         self.result: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
         self.cancel_requested = False
         self.lease_lost = False
+        self.committing = False  # the statement that saves it is in flight: do not interrupt
         self.task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._flushed = 0  # events[:_flushed] are stored

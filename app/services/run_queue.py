@@ -94,7 +94,8 @@ class RunQueue:
         wake = self._notifications.queue_changed
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=self._settings.lease_seconds / 2)
+                # The timer covers a wake-up that fell between an enqueue and a commit.
+                await asyncio.wait_for(wake.wait(), timeout=min(5.0, self._settings.lease_seconds / 2))
             wake.clear()
             if self._executor.closing:
                 return

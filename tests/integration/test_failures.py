@@ -4,6 +4,7 @@ tool becomes a tool result the model reads; shutdown cancels unfinished turns cl
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import psycopg
 import pytest
@@ -12,7 +13,9 @@ from app.agent.offline_model import OfflineChatModel
 from app.agent.tools import USER_TOOL, build_local_tools
 from app.errors import ServiceUnavailable, TurnFailed
 from app.lifespan import open_resources
+from app.memory.execution import ExecutionStore
 from app.memory.pool import open_database
+from app.memory.run_events import StoredEvent
 from app.services.run_model import TurnRequest
 from tests.conftest import make_settings, unique
 from tests.fakes import ExplodingModel, broken_threat_tool
@@ -103,3 +106,33 @@ async def test_shutdown_cancels_unfinished_turns_without_saving_them(database_ur
             (thread_id,),
         ).fetchone()
     assert row == (0, None, "error", 0)
+
+
+async def test_a_late_failure_record_never_undoes_a_completed_turn(database_url: str) -> None:
+    """A failure recorded for a run that completed meanwhile (a cancel or a lost lease racing
+    its commit) changes nothing: its checkpoint, transcript and idempotency key stay."""
+    settings = make_settings(database_url)
+    thread_id = unique()
+    async with open_resources(settings) as resources:
+        result = await (
+            await resources.runs.submit(
+                TurnRequest(OWNER, thread_id, [("user", "hello")], idempotency_key="k1")
+            )
+        ).result()
+        thread = await resources.threads.get(OWNER, thread_id)
+        await ExecutionStore(resources.database.pool).fail(
+            thread.thread_key,
+            uuid.UUID(result.run_id),
+            status="error",
+            code="turn_failed",
+            message="late",
+            events=[StoredEvent(seq=99, kind="error", data={"code": "turn_failed", "message": "late"})],
+        )
+        _, checkpoints, _ = await resources.threads.history(OWNER, thread_id, limit=10, before=None)
+        assert [c.checkpoint_id for c in checkpoints] == [result.checkpoint_id]
+        replay = await resources.runs.submit(
+            TurnRequest(OWNER, thread_id, [("user", "hello")], idempotency_key="k1")
+        )
+        assert replay.replayed and replay.run.status == "success"
+        events = [e async for e in resources.runs.follow(uuid.UUID(result.run_id), after=0)]
+        assert type(events[-1].event).__name__ == "RunDone" and events[-1].seq < 99
