@@ -19,7 +19,7 @@ from app.api.messages import run_headers
 from app.api.schemas import ErrorBody, RunCancelled, RunCancelMany, RunOut, TurnOut, turn_json
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
-from app.services.run_model import RunStatus
+from app.services.run_model import RunQuery, RunStatus
 from app.streaming import EVENT_NAMES, last_event_id, sse_event_schema, sse_response
 
 router = APIRouter(tags=["runs"])
@@ -56,14 +56,13 @@ async def list_runs(
 ) -> list[RunOut]:
     """The thread's runs, newest first (a JSON array, as the Agent Protocol lists them). The next
     page's cursor is in the `X-Next-Cursor` header (pass it as `before`); `offset` works too."""
-    page, cursor = await runs.page(
-        owner,
-        thread_id,
+    query = RunQuery(
         statuses=[status] if status else None,
         limit=min(limit, limits.max_page_size),
         offset=offset,
         before=_cursor(before),
     )
+    page, cursor = await runs.page(owner, thread_id, query)
     if cursor is not None:
         response.headers["X-Next-Cursor"] = encode_cursor([cursor[0].isoformat(), str(cursor[1])])
     return [RunOut.of(r) for r in page]

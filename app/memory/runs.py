@@ -66,6 +66,17 @@ class TurnStart:
 
 
 @dataclass(frozen=True)
+class RunQuery:
+    """A page of a thread's runs: newest first, optionally of some statuses; `before` is the
+    (created_at, run_id) of the last run seen (a cursor), `offset` skips that many."""
+
+    statuses: Sequence[str] | None = None
+    limit: int = 10
+    offset: int = 0
+    before: tuple[datetime, uuid.UUID] | None = None
+
+
+@dataclass(frozen=True)
 class NewRun:
     """What a run row is created with (by a claim or by enqueueing)."""
 
@@ -181,16 +192,10 @@ class RunStore:
             return await cur.fetchone()
 
     async def page(
-        self,
-        owner: str,
-        thread_id: str,
-        *,
-        statuses: Sequence[str] | None,
-        limit: int,
-        offset: int,
-        before: tuple[datetime, uuid.UUID] | None,
+        self, owner: str, thread_id: str, query: RunQuery
     ) -> tuple[list[RunRecord], tuple[datetime, uuid.UUID] | None]:
-        """Newest first; `before` is the (created_at, run_id) of the last run seen."""
+        """The page, and the cursor of the next one (None at the end)."""
+        statuses, limit, before = query.statuses, query.limit, query.before
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(RunRecord))
             await cur.execute(
@@ -205,7 +210,7 @@ class RunStore:
                     "at": before[0] if before else None,
                     "id": before[1] if before else None,
                     "limit": limit + 1,
-                    "offset": offset,
+                    "offset": query.offset,
                 },
             )
             rows = await cur.fetchall()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from app.memory.runs import RunQuery as RunQuery  # the query of a page of runs, for every transport
 from app.memory.runs import RunRecord
 from app.memory.transcript import StoredMessage
 from app.settings import MultitaskStrategy

@@ -28,7 +28,7 @@ from app.errors import (
 )
 from app.memory.execution import Claim, ExecutionStore
 from app.memory.history import CheckpointHistory
-from app.memory.runs import NewRun, RunRecord, RunStore
+from app.memory.runs import NewRun, RunQuery, RunRecord, RunStore
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.metrics import Metrics
@@ -249,20 +249,11 @@ class RunService:
         return Run.of(await self.record(owner, thread_id, run_id))
 
     async def page(
-        self,
-        owner: str,
-        thread_id: str,
-        *,
-        statuses: Sequence[str] | None,
-        limit: int,
-        offset: int,
-        before: tuple[datetime, uuid.UUID] | None,
+        self, owner: str, thread_id: str, query: RunQuery
     ) -> tuple[list[Run], tuple[datetime, uuid.UUID] | None]:
         if await self._registry.get(owner, thread_id) is None:
             raise ThreadNotFound(thread_id)
-        rows, cursor = await self._runs.page(
-            owner, thread_id, statuses=statuses, limit=limit, offset=offset, before=before
-        )
+        rows, cursor = await self._runs.page(owner, thread_id, query)
         return [Run.of(r) for r in rows], cursor
 
     def follow(self, run_id: uuid.UUID, *, after: int) -> AsyncIterator[RunEvent]:
