@@ -24,7 +24,7 @@ from app.memory.pool import Pool
 from app.memory.run_events import CHANNEL, StoredEvent, event_rows, insert_events_cte, notify_events_sql
 from app.memory.runs import NewRun, TurnStart, drop_partial_checkpoints
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
-from app.memory.threads import ThreadRecord, purge_checkpoints
+from app.memory.threads import ThreadRecord, lease_free, purge_checkpoints
 from app.memory.transcript import StoredMessage
 
 
@@ -72,7 +72,7 @@ class ExecutionStore:
                 "  UPDATE lma_threads SET lease_run_id = %(run_id)s,"
                 "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)"
                 "  WHERE owner = %(owner)s AND thread_id = %(thread_id)s"
-                "    AND (lease_run_id IS NULL OR lease_expires_at < clock_timestamp())"
+                f"    AND {lease_free()}"
                 "    AND NOT EXISTS (SELECT 1 FROM lma_runs p"
                 "      WHERE p.thread_key = lma_threads.thread_key AND p.status = 'pending')"
                 "    AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM lma_runs r"
@@ -130,7 +130,7 @@ class ExecutionStore:
                 "  SELECT r.run_id, r.thread_key FROM lma_runs r"
                 "  JOIN lma_threads t ON t.thread_key = r.thread_key"
                 "  WHERE r.status = 'pending' AND (%(thread)s::uuid IS NULL OR r.thread_key = %(thread)s)"
-                "    AND (t.lease_run_id IS NULL OR t.lease_expires_at < clock_timestamp())"
+                f"    AND {lease_free('t')}"
                 "    AND NOT EXISTS (SELECT 1 FROM lma_runs o WHERE o.thread_key = r.thread_key"
                 "      AND o.status = 'pending' AND (o.created_at, o.run_id) < (r.created_at, r.run_id))"
                 "  ORDER BY r.created_at LIMIT %(limit)s FOR UPDATE OF r, t SKIP LOCKED"

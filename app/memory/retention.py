@@ -22,7 +22,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from app.memory.pool import Pool
 from app.memory.run_events import RunEventLog
-from app.memory.threads import purge_checkpoints
+from app.memory.threads import lease_free, purge_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Retention:
                     "  WHERE coalesce(ttl_seconds, %(default)s) IS NOT NULL"
                     "    AND last_activity_at"
                     "      + make_interval(secs => coalesce(ttl_seconds, %(default)s)) < now()"
-                    "    AND (lease_run_id IS NULL OR lease_expires_at < now())"
+                    f"    AND {lease_free()}"
                     "  LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
                     ") RETURNING thread_key",
                     {"default": self._default_ttl, "batch": self._batch},
@@ -106,7 +106,7 @@ class Retention:
                 "SELECT thread_key FROM lma_threads"
                 " WHERE last_activity_at < now() - make_interval(secs => %s)"
                 "   AND turn_count > 1 AND (compacted_at IS NULL OR compacted_at < last_activity_at)"
-                "   AND (lease_run_id IS NULL OR lease_expires_at < now())"
+                f"   AND {lease_free()}"
                 " ORDER BY last_activity_at LIMIT %s",
                 (self._compact_idle, self._batch),
             )
@@ -122,7 +122,7 @@ class Retention:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE lma_threads SET lease_run_id = %s, lease_expires_at = now() + interval '5 minutes'"
-                " WHERE thread_key = %s AND (lease_run_id IS NULL OR lease_expires_at < now())"
+                f" WHERE thread_key = %s AND {lease_free()}"
                 " RETURNING 1",
                 (lease, key),
             )
