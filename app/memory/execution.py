@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from app.memory.checkpointer import StagedCheckpoints
 from app.memory.pool import Pool
-from app.memory.run_events import CHANNEL, StoredEvent, event_rows, insert_events_cte, notify_events_sql
+from app.memory.run_events import CHANNEL, NOTIFY_EVENTS_SQL, StoredEvent, event_rows, insert_events_cte
 from app.memory.runs import NewRun, TurnStart, drop_partial_checkpoints
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
 from app.memory.threads import ThreadRecord, lease_free, purge_checkpoints
@@ -189,7 +189,6 @@ class ExecutionStore:
             "message": message,
             **event_rows(events),
         }
-        last = events[-1].seq if events else 0
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "WITH r AS ("
@@ -202,7 +201,7 @@ class ExecutionStore:
                 "  UPDATE lma_threads SET lease_run_id = NULL, lease_expires_at = NULL"
                 "  WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING 1"
                 f"), added AS ({insert_events_cte('r')})"
-                f" SELECT count(*) FROM r, LATERAL (SELECT {notify_events_sql('%(run)s', str(last))},"
+                f" SELECT count(*) FROM r, LATERAL (SELECT {NOTIFY_EVENTS_SQL},"
                 f" {_WAKE_QUEUE}) AS woken",
                 params,
             )
@@ -253,7 +252,6 @@ class ExecutionStore:
             **_columns("c", staged.checkpoints, 6),
             **event_rows(events),
         }
-        last = events[-1].seq if events else 0
         # One statement (atomic, one round trip). If the lease is gone or the thread was
         # deleted, `t` is empty and nothing else is written.
         async with self._pool.connection() as conn:
@@ -298,7 +296,7 @@ class ExecutionStore:
                 "  FROM t WHERE lma_runs.run_id = %(run)s"
                 f"), events AS ({insert_events_cte('t')})"
                 f" SELECT {_T_COLUMNS} FROM t,"
-                f"  LATERAL (SELECT {notify_events_sql('%(run)s', str(last))}, {_WAKE_QUEUE}) AS woken",
+                f"  LATERAL (SELECT {NOTIFY_EVENTS_SQL}, {_WAKE_QUEUE}) AS woken",
                 params,
             )
             return await cur.fetchone()

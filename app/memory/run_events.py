@@ -55,9 +55,11 @@ def insert_events_cte(guard: str) -> str:
     )
 
 
-def notify_events_sql(run: str, last_seq: str) -> str:
-    """A select-list expression notifying joiners that run `run` has events up to `last_seq`."""
-    return f"pg_notify('{CHANNEL}', 'e ' || {run}::text || ' ' || {last_seq}::text)"
+# A select-list expression notifying joiners that run %(run)s has events up to the batch's last.
+# Values travel as parameters: a statement's text never changes, so it stays prepared.
+NOTIFY_EVENTS_SQL = (
+    f"pg_notify('{CHANNEL}', 'e ' || %(run)s::text || ' ' || coalesce(%(ev_last)s::int, 0)::text)"
+)
 
 
 # The terminal event a process writes for a run whose executor is gone (cancelled while pending,
@@ -86,9 +88,8 @@ class RunEventLog:
             return
         async with self._pool.connection() as conn:
             await conn.execute(
-                f"WITH added AS ({insert_events_cte('(SELECT 1) AS one')})"
-                f" SELECT {notify_events_sql('%(run)s', '%(last)s')}",
-                {"run": run_id, "last": events[-1].seq, **event_rows(events)},
+                f"WITH added AS ({insert_events_cte('(SELECT 1) AS one')}) SELECT {NOTIFY_EVENTS_SQL}",
+                {"run": run_id, **event_rows(events)},
             )
 
     async def read(self, run_id: uuid.UUID, *, after: int, batches: int = 100) -> list[StoredEvent]:
