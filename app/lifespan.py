@@ -24,6 +24,7 @@ from app.agent.sample_data import load_sample_data
 from app.agent.tool_factory import build_tools
 from app.agent.window import HistoryWindow
 from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.feedback import FeedbackStore
 from app.memory.history import CheckpointHistory
 from app.memory.pool import Database, open_database, record_pool_stats
 from app.memory.retention import Retention
@@ -33,6 +34,7 @@ from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
+from app.services.feedback import FeedbackService
 from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import Settings
@@ -46,6 +48,7 @@ class Resources:
     database: Database
     runs: RunService
     threads: ThreadService
+    feedback: FeedbackService
     retention: Retention
     metrics: Metrics
 
@@ -99,6 +102,7 @@ async def open_resources(
             log_content=settings.server.log_content,
         )
         threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)
+        feedback = FeedbackService(registry=registry, store=FeedbackStore(pool))
         retention = Retention(
             pool,
             saver,
@@ -112,6 +116,7 @@ async def open_resources(
                 database=database,
                 runs=runs,
                 threads=threads,
+                feedback=feedback,
                 retention=retention,
                 metrics=metrics,
             )
