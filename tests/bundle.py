@@ -228,6 +228,10 @@ def load_bundle(root: Path = DEPLOY) -> Bundle:
     return Bundle(root=root, files=files, normalized=normalized)
 
 
+# What an App resource's `value_from` injects, by the resource's kind (Databricks Apps docs).
+_VALUE_FROM = {"serving_endpoint": "name", "experiment": "experiment_id", "sql_warehouse": "id"}
+
+
 def app_environment(config: dict[str, Any]) -> dict[str, str]:
     """The App's environment from its `config.env` (a `value_from` becomes the value the platform
     injects: the referenced App resource's name or id)."""
@@ -238,7 +242,7 @@ def app_environment(config: dict[str, Any]) -> dict[str, str]:
         if "value_from" in item:
             resource = by_name[item["value_from"]]
             [(kind, spec)] = [(k, v) for k, v in resource.items() if k not in {"name", "description"}]
-            env[item["name"]] = spec.get("name") or spec.get("id") or spec[kind]
+            env[item["name"]] = str(spec[_VALUE_FROM[kind]])
         else:
             env[item["name"]] = item["value"]
     return env

@@ -25,7 +25,7 @@ BUNDLE = load_bundle()
 TARGETS = BUNDLE.targets
 SECRET = re.compile(r"^\{\{secrets/[^/}]+/[^/}]+\}\}$")
 # Names a workspace (or Unity Catalog) holds once: the App, the Lakebase instance or project, the
-# endpoint, the registered model and the catalog of the database.
+# catalog of the database, the job and the experiment (and, below, the model and the endpoint).
 UNIQUE_NAMES = [
     ("apps", "memory_agent_app", "name"),
     ("database_instances", "memory_db", "name"),
@@ -33,6 +33,7 @@ UNIQUE_NAMES = [
     ("database_catalogs", "memory_catalog", "name"),
     ("postgres_catalogs", "memory_catalog", "catalog_id"),
     ("jobs", "log_register_deploy", "name"),
+    ("experiments", "agent", "name"),
 ]
 
 
@@ -129,7 +130,8 @@ def test_names_differ_between_targets_and_between_developers() -> None:
     seen: dict[tuple[str, str], str] = {}
     for target in TARGETS:
         names = _unique_names(BUNDLE, target, USER)
-        assert len(names) == 6, (target, names)  # App, Lakebase, catalog, job, model, endpoint
+        # App, Lakebase, catalog, job, experiment, model, endpoint
+        assert len(names) == 7, (target, names)
         for name in names:
             assert name not in seen, f"{name} is used by {seen.get(name)} and {target}"
             seen[name] = target
