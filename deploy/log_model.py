@@ -3,7 +3,8 @@ it to Model Serving with databricks-agents.
 
     python deploy/log_model.py [--experiment /Users/me/lakebase-memory-agent] \
         [--llm-endpoint NAME] [--lakebase-instance NAME | --lakebase-project NAME] \
-        [--uc-function CAT.SCH.FN ...] [--register CATALOG.SCHEMA.MODEL [--deploy] [--env KEY=VALUE ...]]
+        [--uc-function CAT.SCH.FN ...] [--grant-role ROLE ...] \
+        [--register CATALOG.SCHEMA.MODEL [--deploy] [--env KEY=VALUE ...]]
 
 Every name is a flag or an environment variable; nothing is hard-coded. Works from a checkout
 (`uv run`) and from the installed wheel (the bundle's job): the model is `app/serving/model.py`
@@ -12,7 +13,9 @@ versions installed here (the project's dependencies and its `serving` extra).
 
 The flags configure the agent the endpoint serves, not only the resources it may use:
 `--llm-endpoint` selects `MODEL_PROVIDER=databricks` on that endpoint and `--uc-function` sets
-`UC_FUNCTIONS` (both add the `databricks` extra to the model's requirements).
+`UC_FUNCTIONS` (both add the `databricks` extra to the model's requirements). `--grant-role`
+first prepares the memory as this process's identity: tables created or upgraded, then the
+roles of the other processes (the App's service principal, the endpoint's) granted their rows.
 
 MLflow runs the input example through the agent while logging, so this process must reach the
 database the endpoint will use: the endpoint's environment (the `--env` values, the Lakebase and
@@ -25,9 +28,12 @@ version) as the last lines of output.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import importlib.metadata
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,6 +98,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--deploy", action="store_true", help="deploy the registered version with databricks-agents"
     )
     p.add_argument("--endpoint-name", default=os.environ.get("SERVING_ENDPOINT_NAME"))
+    p.add_argument(
+        "--grant-role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="first create or upgrade the tables as this process's identity, then grant the role"
+        " (a service principal's application id or a user name) rows per deploy/grants.sql"
+        " (repeatable; empty values are skipped)",
+    )
     p.add_argument("--scale-to-zero", action="store_true")
     p.add_argument(
         "--env",
@@ -102,6 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.uc_function = [n.strip() for item in args.uc_function for n in item.split(",") if n.strip()]
+    args.grant_role = [role for role in args.grant_role if role.strip()]
     if args.lakebase_instance and args.lakebase_project:
         p.error("--lakebase-instance and --lakebase-project name two databases: give one")
     if args.deploy and not args.register:
@@ -207,11 +223,52 @@ def input_example(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def psql_statements(text: str, variables: dict[str, str]) -> list[bytes]:
+    """The statements of a psql script whose only psql feature is `:"name"` identifier variables
+    (deploy/grants.sql), with each variable quoted as an identifier."""
+    from psycopg import sql
+
+    statements = []
+    for statement in re.sub(r"^\s*--.*$", "", text, flags=re.MULTILINE).split(";"):
+        if statement.strip():
+            for name, value in variables.items():
+                statement = statement.replace(f':"{name}"', sql.Identifier(value).as_string(None))
+            statements.append(statement.strip().encode())
+    return statements
+
+
+async def _grant(roles: list[str], script: str) -> None:
+    from app.memory.pool import open_database
+    from app.settings import Settings
+
+    settings = Settings()
+    schema = settings.database.schema_name or "public"
+    async with (
+        open_database(settings.database, settings.lakebase) as database,
+        database.pool.connection() as conn,
+    ):
+        for role in roles:
+            for statement in psql_statements(script, {"schema": schema, "role": role}):
+                await conn.execute(statement)
+
+
+def prepare_memory(roles: list[str]) -> None:
+    """As this process's identity (the job's runner, who owns the Lakebase database): create or
+    upgrade the tables and the sample data, then give each role exactly the rows it needs
+    (deploy/grants.sql), so the App and the endpoint run with DB_MIGRATE=false and one identity
+    owns every table."""
+    subprocess.run([sys.executable, "-m", "app.cli", "load-sample-data"], check=True)
+    asyncio.run(_grant(roles, (Path(__file__).resolve().parent / "grants.sql").read_text()))
+    print(f"granted: {', '.join(roles)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = endpoint_env(args)
     # The input example runs here: against the database the endpoint will use.
     os.environ.update({k: v for k, v in env.items() if not v.startswith("{{secrets/")})
+    if args.grant_role:
+        prepare_memory(args.grant_role)
     import mlflow
 
     if args.tracking_uri:

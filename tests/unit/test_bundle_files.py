@@ -198,6 +198,7 @@ def test_the_app_runs_the_databricks_model_with_the_uc_tools_on_the_memory_schem
     assert settings.model.serving_endpoint == variables["llm_endpoint"]
     assert settings.tools.uc_functions == variables["uc_functions"].split(",")
     assert settings.database.schema_name == variables["memory_schema"]
+    assert settings.database.migrate is False  # the job owns the tables and grants the App rows
     assert settings.lakebase.host == "db.example.com" and settings.server.port == 8123
 
 
@@ -207,6 +208,10 @@ def test_the_endpoint_serves_the_same_agent_on_the_same_memory(
     config, variables = deployed.config, deployed.variables
     args = _job_args(config)  # the script's own parser accepts the job's parameters
     assert args.deploy and args.register.count(".") == 2
+    # Before logging, the job prepares the tables and grants the App's principal (and the
+    # endpoint's, when named) their rows.
+    assert args.grant_role[0] == "${resources.apps.memory_agent_app.service_principal_client_id}"
+    assert config["resources"]["apps"]["memory_agent_app"]
     assert set(LOG_MODEL.extras(args)) == {"serving", "databricks"}
     env = LOG_MODEL.endpoint_env(args)
     app_env = app_environment(config)
