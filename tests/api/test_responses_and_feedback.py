@@ -5,6 +5,7 @@ replaced, owner-scoped, counted in `/admin/stats` and gone with its thread."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,18 @@ async def test_another_owner_cannot_rate_or_read_a_thread_s_turns(database_url: 
         assert denied.status_code == 404 and denied.json()["error"]["code"] == "thread_not_found"
         assert (await client.get(f"/threads/{thread}/feedback", headers=bob)).status_code == 404
         assert (await client.get(f"/threads/{thread}/feedback", headers=alice)).json() == {"feedback": []}
+
+
+async def test_a_trace_id_without_mlflow_installed_is_a_501_and_runs_nothing(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in an install without the `serving` or `databricks` extra: `import mlflow` fails.
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    thread = unique("tr")
+    response = await client.post(
+        "/responses", json=_ask(thread), headers={"x-mlflow-return-trace-id": "true"}
+    )
+    assert response.status_code == 501, response.text
+    assert response.json()["error"]["code"] == "tracing_unavailable"
+    assert "serving" in response.json()["error"]["message"]
+    assert (await client.get(f"/threads/{thread}")).status_code == 404
