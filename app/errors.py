@@ -73,6 +73,21 @@ class CheckpointNotFound(ServiceError):
         super().__init__(f"Thread {thread_id!r} has no checkpoint {checkpoint_id!r}.")
 
 
+class TurnNotFound(ServiceError):
+    status_code = 404
+    code = "turn_not_found"
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"Thread {thread_id!r} has no completed turn with run id {run_id!r}.")
+
+
+class TracingUnavailable(ServiceError):
+    """A trace id was asked for, but MLflow (the `serving` or `databricks` extra) is not installed."""
+
+    status_code = 501
+    code = "tracing_unavailable"
+
+
 class ThreadExists(ServiceError):
     status_code = 409
     code = "thread_exists"

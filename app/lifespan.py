@@ -25,6 +25,7 @@ from app.agent.tool_factory import build_tools
 from app.agent.window import HistoryWindow
 from app.memory.checkpointer import PooledPostgresSaver
 from app.memory.execution import ExecutionStore
+from app.memory.feedback import FeedbackStore
 from app.memory.history import CheckpointHistory
 from app.memory.notifications import RunNotifications
 from app.memory.pool import Database, Pool, open_database, record_pool_stats
@@ -37,6 +38,7 @@ from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
 from app.services.executor import Executor, Graph
+from app.services.feedback import FeedbackService
 from app.services.history_cache import HistoryCache
 from app.services.run_queue import RunQueue
 from app.services.run_stream import LogFollower
@@ -53,6 +55,7 @@ class Resources:
     database: Database
     runs: RunService
     threads: ThreadService
+    feedback: FeedbackService
     retention: Retention
     metrics: Metrics
 
@@ -105,6 +108,7 @@ async def open_resources(
             metrics=metrics,
         )
         threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)
+        feedback = FeedbackService(registry=registry, store=FeedbackStore(pool))
         retention = Retention(
             pool,
             saver,
@@ -120,6 +124,7 @@ async def open_resources(
                 database=database,
                 runs=runs,
                 threads=threads,
+                feedback=feedback,
                 retention=retention,
                 metrics=metrics,
             )

@@ -172,6 +172,20 @@ MIGRATIONS: list[list[LiteralString]] = [
     )
         """,
     ],
+    # 4: feedback on a turn (app/memory/feedback.py).
+    [
+        """
+        CREATE TABLE IF NOT EXISTS lma_feedback (
+        thread_key uuid        NOT NULL REFERENCES lma_threads (thread_key) ON DELETE CASCADE,
+        run_id     uuid        NOT NULL,
+        rating     smallint    NOT NULL CHECK (rating IN (-1, 1)),
+        comment    text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (thread_key, run_id)
+    )
+        """,
+    ],
 ]
 
 

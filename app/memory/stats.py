@@ -1,4 +1,4 @@
-"""Conversation analytics over the registry, runs, transcript and checkpoint tables.
+"""Conversation analytics over the registry, runs, transcript, feedback and checkpoint tables.
 
 The same questions as the documented DBSQL queries in deploy/queries/, in PostgreSQL, for
 `GET /admin/stats` and `lakebase-memory-agent stats`. Storage is measured with
@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from app.memory.feedback import feedback_totals
 from app.memory.pool import Pool
 
 
@@ -47,6 +48,7 @@ async def collect_stats(pool: Pool, *, top: int = 10, days: int = 30) -> Stats:
             " (SELECT coalesce(sum(pg_column_size(m.*)), 0) FROM lma_messages m) AS transcript_bytes"
         )
         totals = {k: int(v) for k, v in (await cur.fetchone() or {}).items()}
+        totals |= await feedback_totals(conn)
         await cur.execute(
             "WITH storage AS (" + _STORAGE_BY_KEY + "),"
             " tools AS (SELECT thread_key, count(*) AS tool_calls FROM lma_messages"

@@ -61,6 +61,14 @@ class ResponsesContext(BaseModel):
     user_id: str | None = None
 
 
+class DatabricksOptions(BaseModel):
+    """Options Databricks clients send with a request; `return_trace` asks for the trace id."""
+
+    model_config = ConfigDict(extra="allow")
+
+    return_trace: bool = False
+
+
 class ResponsesRequest(BaseModel):
     """The body of a `ResponsesAgent` request (`mlflow.types.responses.ResponsesAgentRequest`).
 
@@ -89,6 +97,7 @@ class ResponsesRequest(BaseModel):
     custom_inputs: dict[str, Any] | None = None
     context: ResponsesContext | None = None
     stream: bool | None = None
+    databricks_options: DatabricksOptions | None = None
 
 
 def parse_request(data: dict[str, Any]) -> ResponsesRequest:
