@@ -162,7 +162,12 @@ def build_run_service(
         store=store,
         executor=executor,
         queue=RunQueue(
-            store=store, runs=runs, executor=executor, notifications=notifications, settings=settings.runs
+            store=store,
+            runs=runs,
+            executor=executor,
+            notifications=notifications,
+            settings=settings.runs,
+            metrics=metrics,
         ),
         follower=LogFollower(log=log, runs=runs, notifications=notifications),
         history=history,

@@ -18,6 +18,7 @@ from app.memory.execution import ExecutionStore
 from app.memory.notifications import RunNotifications
 from app.memory.runs import RunStore
 from app.memory.threads import ThreadRecord
+from app.observability.metrics import Metrics
 from app.services.executor import Execution, Executor
 from app.services.run_model import BUILTIN_ASSISTANT_ID, TurnRequest
 from app.settings import RunSettings
@@ -34,12 +35,14 @@ class RunQueue:
         executor: Executor,
         notifications: RunNotifications,
         settings: RunSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._runs = runs
         self._executor = executor
         self._notifications = notifications
         self._settings = settings
+        self._metrics = metrics
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -104,14 +107,20 @@ class RunQueue:
             except Exception:
                 logger.warning("starting queued runs failed; will retry", exc_info=True)
 
+    async def reap(self, *, thread_key: uuid.UUID | None = None) -> list[uuid.UUID]:
+        """Finish the runs whose process died (of one thread, or all)."""
+        reaped = await self._runs.reap(lease_seconds=self._settings.lease_seconds, thread_key=thread_key)
+        if reaped:
+            logger.warning("runs lost with their process", extra={"run_ids": [str(r) for r in reaped]})
+            if self._metrics is not None:
+                self._metrics.runs_lost.inc(len(reaped))
+        return reaped
+
     async def _reap_forever(self) -> None:
         interval = max(0.5, self._settings.lease_seconds / 4)
         while True:
             await asyncio.sleep(interval)
             try:
-                reaped = await self._runs.reap(lease_seconds=self._settings.lease_seconds)
+                await self.reap()
             except Exception:
                 logger.warning("reaping dead runs failed; will retry", exc_info=True)
-                continue
-            if reaped:
-                logger.warning("runs lost with their process", extra={"run_ids": [str(r) for r in reaped]})

@@ -179,6 +179,8 @@ class RunService:
         run_id = await self._runs.enqueue(request.owner, request.thread_id, new)
         if run_id is None:
             return None  # the key was used meanwhile, or the thread deleted: decide again
+        if self._metrics is not None:
+            self._metrics.runs_enqueued.inc()
         thread = await self._registry.get(request.owner, request.thread_id)
         if thread is not None:
             await self._queue.start_queued(thread_key=thread.thread_key)  # free already?
@@ -199,9 +201,7 @@ class RunService:
             return None
         if record.request_hash != new.request_hash:
             raise IdempotencyConflict()
-        if record.status == "running" and await self._runs.reap(
-            lease_seconds=self._settings.lease_seconds, thread_key=thread.thread_key
-        ):
+        if record.status == "running" and await self._queue.reap(thread_key=thread.thread_key):
             return None
         if self._metrics is not None:
             self._metrics.idempotent_replays.inc()

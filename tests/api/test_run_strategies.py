@@ -131,6 +131,7 @@ async def test_enqueued_runs_run_one_at_a_time_in_creation_order(
             (thread_id,),
         ).fetchall()
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+    assert "lma_runs_enqueued_total 3.0" in (await client.get("/metrics")).text
 
 
 async def test_cancelling_a_queued_run_ends_it_at_once_and_the_queue_goes_on(
