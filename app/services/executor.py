@@ -9,6 +9,7 @@ the run ends with exactly one terminal event, written by the statement that fini
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -143,6 +144,8 @@ class Executor:
         live = self.live.get(run_id)
         if live is None or live.task is None:
             return False
+        if live.cancel_requested:
+            return True  # already stopping (cancelled here, then told again by notification)
         live.cancel_requested = True
         # A commit in flight is never interrupted: it finds the lease gone and writes nothing.
         if not live.committing:
@@ -162,7 +165,12 @@ class Executor:
                 result = await self._run_graph(live, execution)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded; none escapes
             error = self._classify(exc, live)
-            await self._record_failure(live, execution, error)
+            # Recorded whatever happens next: a second cancel (a shutdown) waits for it, so the
+            # run always ends with its status, its terminal event and its lease freed.
+            recording = asyncio.ensure_future(self._record_failure(live, execution, error))
+            while not recording.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(recording)
             self._log_turn(execution, started, error_code=error.code, result=None)
             live.result.set_exception(error)
         else:
