@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, SystemMessage, ToolMessage
@@ -26,6 +26,10 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
+
+# typing_extensions: pydantic builds the graph's JSON schemas (served to protocol clients)
+# from it, and refuses typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
 
 from app.agent.model_errors import as_model_call_error
 from app.agent.window import HistoryWindow
