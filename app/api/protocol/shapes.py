@@ -11,31 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.agent.messages import stored_to_langchain
 from app.api.schemas import RunOut
-from app.errors import InvalidInput, ServiceError
+from app.errors import InvalidInput
 from app.memory.history import CheckpointRecord
 from app.memory.threads import ThreadRecord
 from app.memory.transcript import StoredMessage
-from app.services.run_model import BUILTIN_ASSISTANT_ID, BUILTIN_GRAPH, Run
+from app.services.run_model import BUILTIN_GRAPH, Run
 from app.settings import MultitaskStrategy
 
 # The stream modes this service renders (the protocol's names).
 STREAM_MODES = ("values", "updates", "messages-tuple", "messages")
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "system": "system"}
-
-
-class AssistantNotFound(ServiceError):
-    status_code = 404
-    code = "assistant_not_found"
-
-    def __init__(self, assistant_id: str) -> None:
-        super().__init__(f"No assistant or graph {assistant_id!r} is served here (try {BUILTIN_GRAPH!r}).")
-
-
-def graph_of(assistant_id: str) -> str:
-    """The graph an assistant id names: its UUID or the graph's own name."""
-    if assistant_id in (BUILTIN_ASSISTANT_ID, BUILTIN_GRAPH):
-        return BUILTIN_GRAPH
-    raise AssistantNotFound(assistant_id)
 
 
 def lc_message(message: StoredMessage) -> dict[str, Any]:
@@ -57,7 +42,7 @@ def checkpoint_ref(thread_id: str, checkpoint_id: str | None) -> dict[str, Any]:
     }
 
 
-def thread_json(record: ThreadRecord, messages: list[StoredMessage] | None) -> dict[str, Any]:
+def thread_json(record: ThreadRecord, values: dict[str, Any]) -> dict[str, Any]:
     busy = record.busy_at(datetime.now(UTC))
     return {
         "thread_id": record.thread_id,
@@ -65,14 +50,14 @@ def thread_json(record: ThreadRecord, messages: list[StoredMessage] | None) -> d
         "updated_at": record.updated_at.isoformat(),
         "metadata": record.metadata,
         "status": "busy" if busy else "idle",
-        "values": values_of(messages) if messages is not None else {},
+        "values": values,
         "interrupts": {},
     }
 
 
-def state_json(thread_id: str, record: CheckpointRecord, messages: list[StoredMessage]) -> dict[str, Any]:
+def state_json(thread_id: str, record: CheckpointRecord, values: dict[str, Any]) -> dict[str, Any]:
     return {
-        "values": values_of(messages),
+        "values": values,
         "next": [],
         "checkpoint": checkpoint_ref(thread_id, record.checkpoint_id),
         "metadata": {"step": record.step, "source": record.source, "run_id": record.run_id},

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.agent.graph import AGENT_NODE, TOOLS_NODE
 from app.api.protocol.shapes import lc_message
 from app.memory.transcript import StoredMessage
 from app.services.events import (
@@ -88,14 +87,14 @@ class ProtocolStream:
                 **_CHUNK_FIELDS,
             }
             if "messages-tuple" in self._modes:
-                frames.append(("messages", [chunk, self._meta(AGENT_NODE)]))
+                frames.append(("messages", [chunk, self._meta(event.node)]))
             if "messages" in self._modes:
                 frames.append(("messages/partial", [{**chunk, "type": "ai", "content": text}]))
             return frames
         if isinstance(event, MessageCompleted):
-            return self._message_frames(lc_message(event.message), AGENT_NODE)
+            return self._message_frames(lc_message(event.message), event.node)
         if isinstance(event, ToolResult):
-            return self._message_frames(_tool_message(event), TOOLS_NODE)
+            return self._message_frames(_tool_message(event), event.node)
         if isinstance(event, RunFailed):
             return [("error", {"error": event.code, "message": event.message})]
         if isinstance(event, RunDone):
