@@ -91,9 +91,20 @@ class Frame:
     id: str | None = None
 
 
+class RawJson(str):
+    """Frame data already encoded (a stream that resends a growing list encodes each item once)."""
+
+    __slots__ = ()
+
+
+def encode(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 async def _protocol_frames(frames: AsyncIterator[Frame]) -> AsyncIterator[ServerSentEvent]:
     async for frame in frames:
-        yield ServerSentEvent(data=json.dumps(frame.data, ensure_ascii=False), event=frame.event, id=frame.id)
+        data = frame.data if isinstance(frame.data, RawJson) else encode(frame.data)
+        yield ServerSentEvent(data=data, event=frame.event, id=frame.id)
 
 
 def frames_response(

@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.agent.messages import stored_to_langchain
 from app.api.schemas import RunOut
 from app.errors import InvalidInput
 from app.memory.history import CheckpointRecord
@@ -23,9 +22,30 @@ STREAM_MODES = ("values", "updates", "messages-tuple", "messages")
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "system": "system"}
 
 
+_TYPES = {"user": "human", "assistant": "ai", "tool": "tool", "system": "system"}
+
+
 def lc_message(message: StoredMessage) -> dict[str, Any]:
-    """A transcript row as a LangChain message dict, as the protocol's `values.messages` hold."""
-    body: dict[str, Any] = stored_to_langchain(message).model_dump()
+    """A transcript row as a LangChain message dict (what `model_dump()` of the message gives),
+    as the protocol's `values.messages` hold; built directly, as a stream builds many."""
+    kind = _TYPES.get(message.role, message.role)
+    body: dict[str, Any] = {
+        "content": message.content,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "type": kind,
+        "name": message.name,
+        "id": message.message_id,
+    }
+    if kind == "ai":
+        body["tool_calls"] = [
+            {"name": c["name"], "args": c["args"], "id": c["id"], "type": "tool_call"}
+            for c in message.tool_calls or []
+        ]
+        body["invalid_tool_calls"] = []
+        body["usage_metadata"] = None
+    elif kind == "tool":
+        body.update(tool_call_id=message.tool_call_id or "", artifact=None, status="success")
     return body
 
 
