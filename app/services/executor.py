@@ -291,11 +291,11 @@ class Executor:
             HISTORY_KEY: earlier,
             # The head we know completed is the thread's latest checkpoint, never the newest row,
             # which could be a partial one of a crashed run.
-            HEAD_KEY: thread.head_checkpoint_id,
+            HEAD_KEY: None if start.fork and start.checkpoint_id is None else thread.head_checkpoint_id,
             # The checkpoint is written by the commit below, with the transcript and the head.
             STAGE_KEY: staged,
         }
-        if start.fork:
+        if start.fork and start.checkpoint_id is not None:
             configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
