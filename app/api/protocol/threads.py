@@ -88,6 +88,15 @@ async def search_threads(
     ]
 
 
+@router.post("/threads/{thread_id}/copy")
+async def copy_thread(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    """A new thread with this one's whole history (every branch and checkpoint)."""
+    record = await threads.copy(owner, thread_id, new_thread_id())
+    return thread_json(record, await thread_values(record, threads, hosted))
+
+
 @router.get("/threads/{thread_id}")
 async def get_thread(
     thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
