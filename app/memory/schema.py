@@ -144,6 +144,8 @@ MIGRATIONS: list[list[LiteralString]] = [
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS start_seq integer",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS error_message text",
+        # A scheduled run (the protocol's after_seconds) starts no earlier than this.
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS not_before timestamptz",
         "ALTER TABLE lma_runs ALTER COLUMN started_at DROP NOT NULL",
         "ALTER TABLE lma_runs ALTER COLUMN started_at DROP DEFAULT",
         "UPDATE lma_runs SET created_at = coalesce(started_at, created_at),"

@@ -116,11 +116,14 @@ class RunService:
             request_hash=request_fingerprint(request.messages, request.checkpoint_id),
             input=request.with_graph(served.name),
             checkpoint_id=request.checkpoint_id,
+            after_seconds=request.after_seconds or None,
         )
         if request.checkpoint_id is not None:
             await self._check_checkpoint(request.owner, request.thread_id, request.checkpoint_id)
         if strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
             await self._clear_thread(request, rollback=strategy is MultitaskStrategy.ROLLBACK)
+        if new.after_seconds:
+            return await self._schedule(request, new)
         wait = self._settings.busy_wait_seconds if self._settings.busy_mode is BusyMode.WAIT else 0.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (wait if strategy is MultitaskStrategy.REJECT else 0.0)
@@ -204,6 +207,18 @@ class RunService:
         if record is None:
             raise ThreadNotFound(request.thread_id)
         return self._handle(record)
+
+    async def _schedule(self, request: TurnRequest, new: NewRun) -> RunHandle:
+        """A run that starts later: queued with its time; this process wakes its queue then
+        (the others look at least every few seconds)."""
+        assert new.after_seconds is not None
+        await self._registry.ensure(request.owner, request.thread_id)
+        while (queued := await self._enqueue(request, new)) is None:
+            replay = await self._replay(request, new)
+            if replay is not None:
+                return replay
+        asyncio.get_running_loop().call_later(new.after_seconds, self._queue.wake)
+        return queued
 
     async def _replay(self, request: TurnRequest, new: NewRun) -> RunHandle | None:
         """The run a retried idempotency key names; None if it was dead and has been reaped."""

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
@@ -280,3 +281,17 @@ async def test_a_copied_thread_has_the_whole_history_and_goes_its_own_way(sdk: L
     )
     assert isinstance(regenerated, dict) and contents(regenerated) == contents(second)
     assert contents((await sdk.threads.get_state(thread_id))["values"]) == contents(second)
+
+
+async def test_a_scheduled_run_waits_its_time(sdk: LangGraphClient, database_url: str) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    run = await sdk.runs.create(thread_id, "agent", input=ASK, after_seconds=1)
+    assert run["status"] == "pending"
+    values = await sdk.runs.join(thread_id, run["run_id"])
+    assert "Malware" in values["messages"][-1]["content"]
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT started_at >= created_at + interval '1 second', status FROM lma_runs WHERE run_id = %s",
+            (run["run_id"],),
+        ).fetchone()
+    assert row == (True, "success")

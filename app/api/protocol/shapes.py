@@ -155,8 +155,6 @@ class RunCreate(BaseModel):
             raise InvalidInput("`command` (resuming an interrupt) is not supported by this server yet.")
         if self.interrupt_before or self.interrupt_after:
             raise InvalidInput("interrupt_before/interrupt_after are not supported by this server yet.")
-        if self.after_seconds:
-            raise InvalidInput("after_seconds (delayed runs) is not supported by this server yet.")
         raw = (self.input or {}).get("messages")
         if isinstance(raw, dict | str):
             raw = [raw]
