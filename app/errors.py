@@ -151,8 +151,9 @@ def as_service_error(exc: BaseException) -> ServiceError | None:
         return TurnTimeout(exc.message) if exc.timed_out else TurnFailed(exc.message)
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | CredentialUnavailable):
         return DatabaseUnavailable()
-    if isinstance(exc, psycopg.DataError):
-        # Input the schemas let through but PostgreSQL cannot store: the client's to fix.
+    if isinstance(exc, psycopg.DataError | UnicodeEncodeError):
+        # Input the schemas let through but PostgreSQL cannot store (a NUL, a lone surrogate):
+        # the client's to fix.
         return InvalidInput("A value in the request cannot be stored (for example a NUL character).")
     return None
 
@@ -200,8 +201,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         mapped = as_service_error(exc)
         if mapped is not None:
+            # Logged as what it was mapped to: a client's bad value is not an outage.
             logger.warning(
-                "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+                "%s on %s %s: %s", mapped.code, request.method, request.url.path, type(exc).__name__
             )
             return error_response(mapped)
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -216,4 +218,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.Error, on_unexpected)
     app.add_exception_handler(psycopg_pool.PoolTimeout, on_unexpected)
     app.add_exception_handler(CredentialUnavailable, on_unexpected)
+    app.add_exception_handler(UnicodeEncodeError, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)

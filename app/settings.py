@@ -251,6 +251,10 @@ class LimitSettings(_Group):
     body_read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="BODY_READ_TIMEOUT_SECONDS")
     max_page_size: int = Field(default=200, ge=1, validation_alias="MAX_PAGE_SIZE")
     max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
+    # Nesting and key count of thread metadata; the depth's ceiling keeps every stored value
+    # servable (app/services/storable.py).
+    max_metadata_depth: int = Field(default=16, ge=1, le=100, validation_alias="MAX_METADATA_DEPTH")
+    max_metadata_keys: int = Field(default=256, ge=1, validation_alias="MAX_METADATA_KEYS")
 
 
 class RetentionSettings(_Group):

@@ -8,11 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import THREAD_ID_PATTERN
+from app.services.storable import unstorable_reason
 
 
-def _no_nul(value: str | None) -> str | None:
-    if value is not None and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _storable(value: str | None) -> str | None:
+    reason = None if value is None else unstorable_reason(value)
+    if reason is not None:
+        raise ValueError(reason)
     return value
 
 
@@ -48,7 +50,7 @@ class ThreadCreate(BaseModel):
         description="Delete the thread after this long without activity (default: THREAD_TTL_SECONDS).",
     )
 
-    _check_title = field_validator("title")(_no_nul)
+    _check_title = field_validator("title")(_storable)
 
 
 class ThreadPatch(BaseModel):
@@ -65,7 +67,7 @@ class ThreadPatch(BaseModel):
         default=None, ge=60, le=10 * 365 * 86400, description="`null` returns to the default TTL."
     )
 
-    _check_title = field_validator("title")(_no_nul)
+    _check_title = field_validator("title")(_storable)
 
 
 class ThreadOut(BaseModel):
@@ -97,7 +99,7 @@ class MessageIn(BaseModel):
     role: Literal["user", "assistant", "system"] = "user"
     content: str
 
-    _check_content = field_validator("content")(_no_nul)
+    _check_content = field_validator("content")(_storable)
 
 
 class TurnIn(BaseModel):
@@ -122,7 +124,7 @@ class TurnIn(BaseModel):
         description="Fork: run this turn from that checkpoint of the thread instead of its head.",
     )
 
-    _check_content = field_validator("content", "checkpoint_id")(_no_nul)
+    _check_content = field_validator("content", "checkpoint_id")(_storable)
 
 
 class ToolCallOut(BaseModel):

@@ -14,6 +14,7 @@ from app.api.deps import DefaultTtlDep, LimitsDep, OwnerDep, ThreadIdDep, Thread
 from app.api.schemas import ErrorBody, ThreadCreate, ThreadList, ThreadOut, ThreadPatch
 from app.errors import InvalidInput
 from app.memory.threads import ThreadRecord
+from app.services.storable import check_json, clip_json
 from app.settings import LimitSettings
 
 router = APIRouter(prefix="/threads", tags=["threads"])
@@ -31,7 +32,7 @@ def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
     return ThreadOut(
         thread_id=record.thread_id,
         title=record.title,
-        metadata=record.metadata,
+        metadata=clip_json(record.metadata),
         status="busy" if record.busy_at(datetime.now(UTC)) else "idle",
         message_count=record.message_count,
         turn_count=record.turn_count,
@@ -48,11 +49,16 @@ def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
 def _check_metadata(metadata: dict[str, object] | None, limits: LimitSettings) -> None:
     if metadata is None:
         return
+    # Shape first: a value too deep to walk is refused before it is encoded.
+    check_json(
+        metadata,
+        where="metadata",
+        max_depth=limits.max_metadata_depth,
+        max_keys=limits.max_metadata_keys,
+    )
     encoded = json.dumps(metadata, ensure_ascii=False)
     if len(encoded.encode()) > limits.max_metadata_bytes:
         raise InvalidInput(f"metadata is larger than MAX_METADATA_BYTES ({limits.max_metadata_bytes} bytes).")
-    if "\\u0000" in encoded:
-        raise InvalidInput("metadata must not contain NUL characters.")
 
 
 @router.post(
