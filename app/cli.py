@@ -13,7 +13,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from app.agent.model_errors import ModelConfigError
 from app.observability.logging import configure_logging
@@ -23,13 +23,18 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
+def configure_logging_from(settings: Settings) -> None:
+    server = settings.server
+    configure_logging(server.log_level, json_lines=server.log_json, log_content=server.log_content)
+
+
 def build_app() -> FastAPI:
     """App factory for uvicorn (also in each worker process): logging first, then the app."""
     from app.gc_tuning import tune_gc_for_serving
     from app.main import create_app
 
     settings = Settings()
-    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    configure_logging_from(settings)
     app = create_app(settings)
     tune_gc_for_serving()
     return app
@@ -42,9 +47,21 @@ def _config_error_text(exc: ValueError) -> str:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         message = error["msg"].removeprefix("Value error, ")
-        where = ".".join(str(part) for part in error["loc"])
-        lines.append(f"{where}: {message}" if where else message)
+        where = ".".join(_env_name(str(part)) for part in error["loc"])
+        lines.append(f"{where}: {message}" if where and not message.startswith(where) else message)
     return "\n  ".join(lines)
+
+
+def _env_name(field: str) -> str:
+    """The environment variable(s) of a settings field whose error is located by field name
+    (fields with several accepted names), else `field` unchanged."""
+    names: list[str] = []
+    for group in Settings.model_fields.values():
+        fields = getattr(group.annotation, "model_fields", {})
+        alias = fields[field].validation_alias if field in fields else None
+        if isinstance(alias, AliasChoices):  # several groups may have a field of that name
+            names.extend(str(choice) for choice in alias.choices)
+    return " or ".join(names) or field
 
 
 async def _preflight(settings: Settings) -> None:
@@ -85,7 +102,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else 3
-    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    configure_logging_from(settings)
     with contextlib.suppress(KeyboardInterrupt):
         if reuse_port_supported():
             BalancedMultiprocess(
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
         return _serve(settings, args)
-    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    configure_logging_from(settings)
     if args.command == "prune":
         return asyncio.run(_prune(settings, compact_idle=args.compact_idle))
     if args.command == "stats":

@@ -8,10 +8,13 @@ the names the seed and Databricks Apps already use. Every name is documented in 
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -51,7 +54,40 @@ def default_embedded_dir() -> Path:
 
 
 class _Group(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a validation error (printed by uvicorn's worker on a failed start)
+    # must not echo a value, which can be a password or a key.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
+
+
+_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a DATABASE_URL, in words that never quote it (libpq's own messages
+    echo the part they choke on, which is often the password), or None."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme not in ("postgresql", "postgres"):
+        return "it must start with postgresql:// (or postgres://)"
+    if sep:
+        if _PERCENT_ESCAPE.search(rest):
+            return "it has a '%' that starts no %XX escape: percent-encode it as %25 (in the password too)"
+        netloc = rest.split("/", 1)[0].rpartition("@")[2]
+        if netloc.count("[") != netloc.count("]"):
+            return "its IPv6 host is broken: write it in brackets, e.g. postgresql://user@[::1]:5432/db"
+        for host in netloc.split(","):  # libpq takes several host[:port] for failover
+            port = host.rpartition("]")[2].partition(":")[2]
+            if port and not port.isdigit():
+                return "its port is not a number"
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error:
+        return (
+            "libpq cannot parse it (check the quoting of key=value pairs and the percent-encoding"
+            " of the user and password)"
+        )
+    return None
 
 
 class DatabaseSettings(_Group):
@@ -81,6 +117,23 @@ class DatabaseSettings(_Group):
         validation_alias=AliasChoices("DB_SCHEMA", "LAKEBASE_SCHEMA"),
     )
 
+    @field_validator("url")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else database_url_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"DATABASE_URL is not a valid PostgreSQL URL: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"DB_POOL_MIN_SIZE ({self.pool_min_size}) is larger than DB_POOL_MAX_SIZE"
+                f" ({self.pool_max_size})"
+            )
+        return self
+
 
 class LakebaseSettings(_Group):
     """Databricks Lakebase: used when DATABASE_URL is not set and one of these identifies it."""
@@ -96,7 +149,9 @@ class LakebaseSettings(_Group):
         default="databricks_postgres", validation_alias=AliasChoices("LAKEBASE_DATABASE", "PGDATABASE")
     )
     user: str | None = Field(default=None, validation_alias=AliasChoices("LAKEBASE_USER", "PGUSER"))
-    sslmode: str = Field(default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE"))
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE")
+    )
     # Refresh a token when less than this many seconds (or half its life) are left.
     token_refresh_margin: float = Field(default=900.0, ge=0, validation_alias="LAKEBASE_TOKEN_REFRESH_MARGIN")
     mint_timeout: float = Field(default=10.0, gt=0, validation_alias="LAKEBASE_MINT_TIMEOUT")
@@ -112,6 +167,17 @@ class AuthSettings(_Group):
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
     # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
     admin_owners: CsvList = Field(default=[], validation_alias="ADMIN_OWNERS")
+
+    @model_validator(mode="after")
+    def _keys_for_mode(self) -> AuthSettings:
+        # Checked here so a bad value stops the start, instead of failing every request later.
+        if self.mode is AuthMode.API_KEY:
+            owners = self.api_key_owners()  # raises naming API_KEYS, never echoing a key
+            if not owners:
+                raise ValueError(
+                    "AUTH_MODE=api_key needs API_KEYS, a comma-separated list of key:owner pairs"
+                )
+        return self
 
     def is_admin(self, owner: str) -> bool:
         return owner in self.admin_owners or (self.mode is AuthMode.NONE and owner == self.local_owner)
@@ -266,12 +332,24 @@ class RetentionSettings(_Group):
     sweep_batch: int = Field(default=200, ge=1, validation_alias="SWEEP_BATCH")
 
 
+# uvicorn's names; `trace` is below debug.
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 class ServerSettings(_Group):
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(
         default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DATABRICKS_APP_PORT")
     )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in _LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        return value.lower()
+
     # Off by default: logs never carry message content unless this is turned on for debugging.
     log_content: bool = Field(default=False, validation_alias="LOG_CONTENT")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")

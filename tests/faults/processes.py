@@ -53,8 +53,12 @@ class ServiceProcess:
         )
 
     def log_tail(self) -> str:
+        return self.log()[-4000:]
+
+    def log(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
         self._log.seek(0)
-        return self._log.read()[-4000:].decode(errors="replace")
+        return self._log.read().decode(errors="replace")
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         assert self.process is not None
