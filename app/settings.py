@@ -167,6 +167,9 @@ class AuthSettings(_Group):
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
     # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
     admin_owners: CsvList = Field(default=[], validation_alias="ADMIN_OWNERS")
+    # A bearer token that may read /metrics (Prometheus' `authorization` credentials). Unset:
+    # /metrics is open with AUTH_MODE=none and for admin owners only in the other modes.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16, validation_alias="METRICS_TOKEN")
 
     @model_validator(mode="after")
     def _keys_for_mode(self) -> AuthSettings:
