@@ -6,18 +6,20 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, ValidationError
 
 from app.agent.model_errors import ModelConfigError
 from app.observability.logging import configure_logging
-from app.settings import Settings
+from app.settings import AuthMode, Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -62,6 +64,39 @@ def _env_name(field: str) -> str:
         if isinstance(alias, AliasChoices):  # several groups may have a field of that name
             names.extend(str(choice) for choice in alias.choices)
     return " or ".join(names) or field
+
+
+# Databricks Apps inject these into an app's process; their presence says the Apps proxy, which
+# authenticates users and sets X-Forwarded-Email itself, is the only way in.
+_DATABRICKS_APP_ENV = ("DATABRICKS_APP_NAME", "DATABRICKS_APP_PORT")
+
+
+class UnsafeListenAddress(ValueError):
+    """`serve` would trust identity headers from anyone who can reach its address."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def check_forwarded_headers(settings: Settings, host: str, environ: Mapping[str, str]) -> None:
+    """AUTH_MODE=databricks takes the caller's identity from headers anyone could send: refuse
+    to listen beyond loopback unless inside Databricks Apps or TRUST_FORWARDED_HEADERS=true."""
+    auth = settings.auth
+    if auth.mode is not AuthMode.DATABRICKS or auth.trust_forwarded_headers or _is_loopback(host):
+        return
+    if all(environ.get(name) for name in _DATABRICKS_APP_ENV):
+        return
+    raise UnsafeListenAddress(
+        f"AUTH_MODE=databricks on {host} would believe X-Forwarded-Email from anyone who reaches the"
+        " port. Outside Databricks Apps, listen on 127.0.0.1 behind a proxy that sets those headers,"
+        " or set TRUST_FORWARDED_HEADERS=true if only such a proxy can reach this port."
+    )
 
 
 async def _preflight(settings: Settings) -> None:
@@ -181,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         try:
+            check_forwarded_headers(settings, args.host or settings.server.host, os.environ)
             asyncio.run(_preflight(settings))
-        except ModelConfigError as exc:
+        except (ModelConfigError, UnsafeListenAddress) as exc:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
         return _serve(settings, args)

@@ -29,6 +29,12 @@ def _split_csv(value: object) -> object:
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
+def canonical_owner(owner: str) -> str:
+    """One spelling per owner: an email is case-insensitive (`Alice@Corp.com` is `alice@corp.com`);
+    migration 3 rewrote owners stored before this rule the same way."""
+    return owner.lower() if "@" in owner else owner
+
+
 class AuthMode(StrEnum):
     NONE = "none"
     API_KEY = "api_key"
@@ -167,6 +173,10 @@ class AuthSettings(_Group):
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
     # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
     admin_owners: CsvList = Field(default=[], validation_alias="ADMIN_OWNERS")
+    # AUTH_MODE=databricks believes X-Forwarded-Email from whoever reaches the port. `serve`
+    # refuses a non-loopback address outside Databricks Apps unless this says the port is
+    # reachable only through the Apps proxy (or another proxy that sets those headers itself).
+    trust_forwarded_headers: bool = Field(default=False, validation_alias="TRUST_FORWARDED_HEADERS")
     # A bearer token that may read /metrics (Prometheus' `authorization` credentials). Unset:
     # /metrics is open with AUTH_MODE=none and for admin owners only in the other modes.
     metrics_token: SecretStr | None = Field(default=None, min_length=16, validation_alias="METRICS_TOKEN")
@@ -183,7 +193,10 @@ class AuthSettings(_Group):
         return self
 
     def is_admin(self, owner: str) -> bool:
-        return owner in self.admin_owners or (self.mode is AuthMode.NONE and owner == self.local_owner)
+        admins = {canonical_owner(a) for a in self.admin_owners}
+        return canonical_owner(owner) in admins or (
+            self.mode is AuthMode.NONE and owner == canonical_owner(self.local_owner)
+        )
 
     def api_key_owners(self) -> dict[str, str]:
         owners: dict[str, str] = {}

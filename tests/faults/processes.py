@@ -95,3 +95,18 @@ def running_service(database_url: str, *args: str, **env: str) -> Iterator[Servi
         yield service
     finally:
         service.stop()
+
+
+def run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """One console-script command to its end (bounded), without the caller's DATABASE_URL; a
+    `serve` that does start would listen on a free loopback port until the timeout."""
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment.update({"HOST": "127.0.0.1", "PORT": str(free_port()), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -3,16 +3,12 @@ one line naming the variable and never the secret; debug logs carry no message c
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.faults.processes import ROOT, running_service
+from tests.faults.processes import run_cli, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -27,23 +23,10 @@ BAD_URLS = [
 COMMANDS = [["serve"], ["init-db"], ["load-sample-data"], ["stats"], ["prune"]]
 
 
-def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    environment.update({"HOST": "127.0.0.1", "PORT": str(free_port()), **env})
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
 def test_a_bad_database_url_names_the_problem_never_the_secret(command: list[str]) -> None:
     for url, problem in BAD_URLS:
-        done = _run(command, DATABASE_URL=url)
+        done = run_cli(command, DATABASE_URL=url)
         output = done.stdout + done.stderr
         assert done.returncode == 2, output
         assert SECRET not in output
@@ -69,7 +52,7 @@ CONFIG_ERRORS = [
 def test_a_configuration_error_stops_the_start_naming_the_variable(
     env: dict[str, str], variable: str
 ) -> None:
-    done = _run(["serve"], DATABASE_URL="postgresql://postgres@127.0.0.1:1/none", **env)
+    done = run_cli(["serve"], DATABASE_URL="postgresql://postgres@127.0.0.1:1/none", **env)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert output.startswith("configuration error:") and variable in output, output
