@@ -113,6 +113,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from app.http_server import ConnectionLimits, ServingConfig
     from app.workers import BalancedMultiprocess, reuse_port_sockets, reuse_port_supported
 
     workers = args.workers or 1
@@ -121,8 +122,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         folder = tempfile.mkdtemp(prefix="lma-prometheus-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         atexit.register(shutil.rmtree, folder, True)
-    config = uvicorn.Config(
+    limits = settings.limits
+    config = ServingConfig(
         "app.cli:build_app",
+        limits=ConnectionLimits.from_settings(limits),
+        timeout_keep_alive=limits.keepalive_timeout_seconds,
         factory=True,
         workers=workers,
         host=args.host or settings.server.host,

@@ -337,6 +337,19 @@ class LimitSettings(_Group):
     # servable (app/services/storable.py).
     max_metadata_depth: int = Field(default=16, ge=1, le=100, validation_alias="MAX_METADATA_DEPTH")
     max_metadata_keys: int = Field(default=256, ge=1, validation_alias="MAX_METADATA_KEYS")
+    # The whole body must arrive within this, however it is trickled (BODY_READ_TIMEOUT_SECONDS
+    # bounds each pause; this bounds the sum).
+    body_deadline_seconds: float = Field(default=60.0, gt=0, validation_alias="BODY_DEADLINE_SECONDS")
+    # The server's own limits (app/http_server.py): a request head's size and header count
+    # (431 beyond), the time to send a head (408; a connection that sends nothing is closed), how
+    # long a kept-alive connection may idle, open connections per process (an idle one is closed
+    # to make room), and requests in progress per process (503 beyond; health probes exempt).
+    max_header_bytes: int = Field(default=32_768, ge=1024, validation_alias="MAX_HEADER_BYTES")
+    max_header_count: int = Field(default=100, ge=10, validation_alias="MAX_HEADER_COUNT")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="HEADER_TIMEOUT_SECONDS")
+    keepalive_timeout_seconds: float = Field(default=5.0, gt=0, validation_alias="KEEPALIVE_TIMEOUT_SECONDS")
+    max_connections: int = Field(default=1000, ge=2, validation_alias="MAX_CONNECTIONS")
+    max_concurrent_requests: int = Field(default=200, ge=1, validation_alias="MAX_CONCURRENT_REQUESTS")
 
 
 class RetentionSettings(_Group):
