@@ -81,6 +81,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_head = True  # waiting for (the rest of) a request head
         self._head_bytes = 0
         self._header_count = 0
+        self._head_size = 0
         self._refusal: bytes | None = None
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -146,24 +147,38 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
+        # A head still incomplete is measured by the bytes received for it (a line can be
+        # endless); a complete one by its parts (on_url, on_header), since a chunk may hold a body.
         if self._refusal is None and self._in_head and self._head_bytes > self._limits.max_header_bytes:
-            self._refusal = _response(
-                431,
-                "headers_too_large",
-                f"The request head is larger than {self._limits.max_header_bytes} bytes (MAX_HEADER_BYTES).",
-            )
+            self._refusal = self._too_large()
         if self._refusal is not None:
             self._refuse(self._refusal)
+
+    def _too_large(self) -> bytes:
+        return _response(
+            431,
+            "headers_too_large",
+            f"The request head is larger than {self._limits.max_header_bytes} bytes (MAX_HEADER_BYTES).",
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = max(self._head_bytes, 1)  # a request has begun: no longer idle
+        self._head_size = 0
         self._header_count = 0
         self._start_head_timer()
 
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+        if self._head_size > self._limits.max_header_bytes:
+            self._refusal = self._refusal or self._too_large()
+            return
         if self._header_count > self._limits.max_header_count:
             # Refused after this chunk is parsed (raising here would read as a 400).
             self._refusal = self._refusal or _response(
