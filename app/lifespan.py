@@ -48,6 +48,7 @@ class Resources:
     threads: ThreadService
     retention: Retention
     metrics: Metrics
+    checkpointer: PooledPostgresSaver
 
 
 @asynccontextmanager
@@ -67,7 +68,7 @@ async def open_resources(
         settings.database, settings.lakebase, workspace=workspace, metrics=metrics
     ) as database:
         pool = database.pool
-        saver = PooledPostgresSaver(pool, metrics=metrics)
+        saver = PooledPostgresSaver(pool, metrics=metrics, cache_bytes=settings.runs.cache_max_bytes)
         if settings.database.migrate:
             await migrate(pool, saver, schema=settings.database.schema_name)
         else:
@@ -114,6 +115,7 @@ async def open_resources(
                 threads=threads,
                 retention=retention,
                 metrics=metrics,
+                checkpointer=saver,
             )
         finally:
             await runs.drain()

@@ -315,6 +315,10 @@ class ToolSettings(_Group):
         return value
 
 
+# Per cache and process (CACHE_MAX_BYTES).
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
 class RunSettings(_Group):
     busy_mode: BusyMode = Field(default=BusyMode.REJECT, validation_alias="THREAD_BUSY_MODE")
     busy_wait_seconds: float = Field(default=10.0, ge=0, validation_alias="THREAD_BUSY_WAIT_SECONDS")
@@ -324,6 +328,9 @@ class RunSettings(_Group):
     recursion_limit: int = Field(default=25, ge=4, validation_alias="RECURSION_LIMIT")
     # How much of the thread's transcript a turn loads for the model (it may trim further).
     history_messages: int = Field(default=200, ge=0, validation_alias="HISTORY_MESSAGES")
+    # Each per-process cache (history windows, recent checkpoints) holds at most this many bytes
+    # (estimated by app/lru.py); beyond, the least recently used entries go.
+    cache_max_bytes: int = Field(default=DEFAULT_CACHE_BYTES, ge=0, validation_alias="CACHE_MAX_BYTES")
 
 
 class LimitSettings(_Group):
