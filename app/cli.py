@@ -1,4 +1,5 @@
-"""Console entry point: `lakebase-memory-agent serve | init-db | load-sample-data | prune | stats`."""
+"""Console entry point: `lakebase-memory-agent serve | init-db | load-sample-data | load-data |
+prune | stats`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, ValidationError
@@ -198,6 +200,39 @@ async def _init_db(settings: Settings, *, sample_data: bool) -> int:
     return 0
 
 
+def _run_load_data(settings: Settings, args: argparse.Namespace) -> int:
+    from app.agent.data_files import DataFileError
+    from app.memory.demo_tables import THREAT_TABLE, USER_TABLE
+
+    files = {t: p for t, p in ((THREAT_TABLE, args.threats), (USER_TABLE, args.users)) if p is not None}
+    if not files:
+        print("load-data: give --threats FILE and/or --users FILE", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_load_data(settings, files, replace=args.replace))
+    except DataFileError as exc:
+        print(f"load-data: {exc}; nothing was loaded", file=sys.stderr)
+        return 1
+
+
+async def _load_data(settings: Settings, files: dict[str, Path], *, replace: bool) -> int:
+    from app.agent.data_files import read_table_file
+    from app.memory.checkpointer import PooledPostgresSaver
+    from app.memory.demo_tables import load_rows
+    from app.memory.pool import open_database
+    from app.memory.schema import migrate
+
+    # Every file is read and checked before the database is touched.
+    rows = {table: read_table_file(path, table) for table, path in files.items()}
+    async with open_database(settings.database, settings.lakebase) as database:
+        await migrate(database.pool, PooledPostgresSaver(database.pool), schema=settings.database.schema_name)
+        loaded = await load_rows(database.pool, rows, replace=replace)
+    for part in loaded:
+        skipped = f", {part.skipped} skipped (id already there)" if part.skipped else ""
+        print(f"{part.table}: {part.inserted} rows {'loaded' if replace else 'added'}{skipped}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lakebase-memory-agent")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, help="worker processes (metrics aggregate across them)")
     sub.add_parser("init-db", help="create or upgrade the tables")
     sub.add_parser("load-sample-data", help="create the tables and load the demo's sample data")
+    load = sub.add_parser(
+        "load-data", help="load your own demo tables from parquet or CSV files (see README)"
+    )
+    load.add_argument("--threats", type=Path, help="rows for cyber_threat_detection (.parquet or .csv)")
+    load.add_argument("--users", type=Path, help="rows for user_info (.parquet or .csv)")
+    load.add_argument("--replace", action="store_true", help="replace the tables' rows (one transaction)")
     prune = sub.add_parser("prune", help="delete expired threads and compact idle ones (one sweep)")
     prune.add_argument("--compact-idle", type=int, help="compact threads idle this many seconds")
     stats = sub.add_parser("stats", help="print conversation analytics as JSON")
@@ -231,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_prune(settings, compact_idle=args.compact_idle))
     if args.command == "stats":
         return asyncio.run(_stats(settings, top=args.top, days=args.days))
+    if args.command == "load-data":
+        return _run_load_data(settings, args)
     return asyncio.run(_init_db(settings, sample_data=args.command == "load-sample-data"))
 
 
