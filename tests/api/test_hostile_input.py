@@ -141,3 +141,19 @@ def test_a_lone_surrogate_in_the_serving_user_is_refused() -> None:
     )
     with pytest.raises(InvalidInput):
         request_user(request)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/threads/{thread}/state?checkpoint_id=%ED%A0%80",
+        "/threads/{thread}/history?before=%ED%A0%80",
+        "/threads/%ED%A0%80",
+        "/threads?before=%ED%A0%80",
+    ],
+)
+async def test_an_encoded_surrogate_in_the_url_is_a_4xx(http: httpx.AsyncClient, path: str) -> None:
+    thread_id = unique()
+    assert (await http.post("/threads", json={"thread_id": thread_id})).status_code == 201
+    response = await http.get(path.format(thread=thread_id))
+    assert 400 <= response.status_code < 500, response.text
