@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
+from typing import Any
 
 import httpx
 import psycopg
@@ -51,11 +52,12 @@ async def base_url(realistic_url: str) -> AsyncIterator[str]:
         yield url
 
 
-async def _ask(base_url: str, thread_id: str, content: str) -> dict:
+async def _ask(base_url: str, thread_id: str, content: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         response = await client.post(f"/threads/{thread_id}/messages", json={"content": content})
         assert response.status_code == 200, response.text
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
 
 async def test_a_threat_from_an_unknown_address_is_answered_not_retried(base_url: str) -> None:

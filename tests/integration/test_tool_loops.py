@@ -3,6 +3,8 @@ inside a tool ends the turn as 503 (retry), not as a failed turn (502)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.errors import DatabaseUnavailable, as_service_error
 from app.lifespan import open_resources
 from app.services.turn import TurnRequest
@@ -12,7 +14,7 @@ from tests.fakes import LoopingModel, unreachable_user_tool
 OWNER = "tester"
 
 
-async def _turn(settings_url: str, model: LoopingModel, **runs: int) -> dict:
+async def _turn(settings_url: str, model: LoopingModel, **runs: int) -> dict[str, Any]:
     settings = make_settings(settings_url, runs=runs)
     async with open_resources(settings, model=model) as resources:
         request = TurnRequest(OWNER, unique(), [("user", "Who is at 203.0.113.1?")])
