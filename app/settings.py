@@ -8,15 +8,14 @@ the names the seed and Databricks Apps already use. Every name is documented in 
 from __future__ import annotations
 
 import os
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.database_url import database_url_problem
 
 
 def _split_csv(value: object) -> object:
@@ -65,35 +64,6 @@ class _Group(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
     )
-
-
-_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def database_url_problem(url: str) -> str | None:
-    """What is wrong with a DATABASE_URL, in words that never quote it (libpq's own messages
-    echo the part they choke on, which is often the password), or None."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme not in ("postgresql", "postgres"):
-        return "it must start with postgresql:// (or postgres://)"
-    if sep:
-        if _PERCENT_ESCAPE.search(rest):
-            return "it has a '%' that starts no %XX escape: percent-encode it as %25 (in the password too)"
-        netloc = rest.split("/", 1)[0].rpartition("@")[2]
-        if netloc.count("[") != netloc.count("]"):
-            return "its IPv6 host is broken: write it in brackets, e.g. postgresql://user@[::1]:5432/db"
-        for host in netloc.split(","):  # libpq takes several host[:port] for failover
-            port = host.rpartition("]")[2].partition(":")[2]
-            if port and not port.isdigit():
-                return "its port is not a number"
-    try:
-        conninfo_to_dict(url)
-    except psycopg.Error:
-        return (
-            "libpq cannot parse it (check the quoting of key=value pairs and the percent-encoding"
-            " of the user and password)"
-        )
-    return None
 
 
 class DatabaseSettings(_Group):
