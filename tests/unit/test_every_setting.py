@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
 
 from app.cli import _config_error_text
 from app.settings import Settings
@@ -44,7 +45,7 @@ def _bad_value(info: FieldInfo) -> str | None:
 CASES = [
     (group, name, env, bad)
     for group, group_info in Settings.model_fields.items()
-    for name, info in typing.cast(type, group_info.annotation).model_fields.items()
+    for name, info in typing.cast(type[BaseSettings], group_info.annotation).model_fields.items()
     for env in _env_names(info)[:1]
     if (bad := _bad_value(info)) is not None
 ]
