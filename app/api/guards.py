@@ -45,9 +45,10 @@ class RejectNul:
 class ConcurrencyCap:
     """At most MAX_CONCURRENT_REQUESTS requests in progress in this process (streams included);
     beyond, 503 with Retry-After at once, instead of every request slowing down together.
-    Health probes are exempt: a busy process is alive."""
+    Health probes and /metrics are exempt: a busy process is alive, and a busy one is when its
+    metrics matter most."""
 
-    EXEMPT = frozenset({"/healthz", "/readyz"})
+    EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
         self.app = app

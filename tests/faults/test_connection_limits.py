@@ -193,6 +193,7 @@ def test_requests_beyond_the_concurrency_cap_are_503(service: ServiceProcess) ->
             assert refused.json()["error"]["code"] == "server_busy"
             assert refused.headers["retry-after"] == "1"
             assert _healthy(service)
+            assert httpx.get(f"{service.base_url}/metrics", timeout=30).status_code == 200
         finally:
             for stream in streams:
                 stream.__exit__(None, None, None)
