@@ -4,10 +4,12 @@
 #   docker compose up --build          # with PostgreSQL (docker-compose.yml)
 #   docker build -t lakebase-memory-agent . && docker run -p 8000:8000 -e DATABASE_URL=... lakebase-memory-agent
 
-ARG PYTHON_VERSION=3.11
+# Pinned to a patch release and a Debian release, so a rebuild gets the same base; bump on purpose.
+ARG PYTHON_VERSION=3.11.14
+ARG DEBIAN_RELEASE=bookworm
 
 # -- builder: resolve nothing, install exactly what the lock file says -------------------------
-FROM python:${PYTHON_VERSION}-slim AS builder
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS builder
 ARG UV_VERSION=0.13.9
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 ENV UV_COMPILE_BYTECODE=1 \
@@ -22,7 +24,7 @@ COPY app ./app
 RUN uv sync --locked --no-dev --no-editable
 
 # -- runtime: the virtual environment only, as a user without privileges ----------------------
-FROM python:${PYTHON_VERSION}-slim AS runtime
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
 RUN useradd --create-home --uid 10001 agent
 COPY --from=builder --chown=agent:agent /src/.venv /src/.venv
 ENV PATH=/src/.venv/bin:$PATH \
@@ -32,7 +34,10 @@ ENV PATH=/src/.venv/bin:$PATH \
 USER agent
 WORKDIR /home/agent
 EXPOSE 8000
-# Ready means the database answers (/readyz); python is there, curl is not.
+# Liveness: the process answers (/healthz). Not /readyz: during a database outage the service
+# answers 503 and recovers by itself, and an orchestrator must not replace it for that.
+# Readiness (/readyz, the database answers) is what docker-compose.yml gates on and what a
+# Kubernetes readinessProbe should call. python is there, curl is not.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=3)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=3)"]
 CMD ["lakebase-memory-agent", "serve"]

@@ -73,6 +73,21 @@ class CheckpointNotFound(ServiceError):
         super().__init__(f"Thread {thread_id!r} has no checkpoint {checkpoint_id!r}.")
 
 
+class TurnNotFound(ServiceError):
+    status_code = 404
+    code = "turn_not_found"
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"Thread {thread_id!r} has no completed turn with run id {run_id!r}.")
+
+
+class TracingUnavailable(ServiceError):
+    """A trace id was asked for, but MLflow (the `serving` or `databricks` extra) is not installed."""
+
+    status_code = 501
+    code = "tracing_unavailable"
+
+
 class ThreadExists(ServiceError):
     status_code = 409
     code = "thread_exists"
@@ -90,6 +105,38 @@ class ThreadBusy(ServiceError):
             f"Thread {thread_id!r} is running another turn; retry after it finishes.",
             headers={"Retry-After": str(retry_after)},
         )
+
+
+class RunNotFound(ServiceError):
+    status_code = 404
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run {run_id!r} does not exist on this thread.")
+
+
+class RunNotActive(ServiceError):
+    status_code = 409
+    code = "run_not_active"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} is already {status}; only pending or running runs can be cancelled."
+        )
+
+
+class RunCancelled(ServiceError):
+    """The run was cancelled (by a client, or by a newer run's interrupt/rollback strategy)."""
+
+    status_code = 409
+    code = "cancelled"
+
+
+class WorkerLost(ServiceError):
+    """The process running the turn died; nothing was saved and a retry is safe."""
+
+    status_code = 503
+    code = "worker_lost"
 
 
 class IdempotencyConflict(ServiceError):
@@ -141,6 +188,27 @@ def error_response(exc: ServiceError) -> JSONResponse:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+def error_for(code: str, message: str) -> ServiceError:
+    """The error a finished run's stored code stands for (a run joined from its record)."""
+    statuses = {
+        cls.code: cls.status_code
+        for cls in (
+            TurnFailed,
+            TurnTimeout,
+            ServiceUnavailable,
+            DatabaseUnavailable,
+            RunCancelled,
+            WorkerLost,
+            CheckpointNotFound,
+            InvalidInput,
+        )
+    }
+    error = ServiceError(message, headers={"Retry-After": "1"} if statuses.get(code) == 503 else None)
+    error.status_code = statuses.get(code, TurnFailed.status_code)
+    error.code = code
+    return error
 
 
 def as_service_error(exc: BaseException) -> ServiceError | None:

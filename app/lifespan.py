@@ -24,15 +24,24 @@ from app.agent.sample_data import load_sample_data
 from app.agent.tool_factory import build_tools
 from app.agent.window import HistoryWindow
 from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.execution import ExecutionStore
+from app.memory.feedback import FeedbackStore
 from app.memory.history import CheckpointHistory
-from app.memory.pool import Database, open_database, record_pool_stats
+from app.memory.notifications import RunNotifications
+from app.memory.pool import Database, Pool, open_database, record_pool_stats
 from app.memory.retention import Retention
+from app.memory.run_events import RunEventLog
 from app.memory.runs import RunStore
 from app.memory.schema import check_schema, migrate
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
+from app.services.executor import Executor, Graph
+from app.services.feedback import FeedbackService
+from app.services.history_cache import HistoryCache
+from app.services.run_queue import RunQueue
+from app.services.run_stream import LogFollower
 from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import Settings
@@ -46,6 +55,7 @@ class Resources:
     database: Database
     runs: RunService
     threads: ThreadService
+    feedback: FeedbackService
     retention: Retention
     metrics: Metrics
     checkpointer: PooledPostgresSaver
@@ -89,36 +99,86 @@ async def open_resources(
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
         transcript = Transcript(pool)
-        runs = RunService(
+        runs = build_run_service(
+            settings,
             graph=graph,
+            pool=pool,
             registry=registry,
-            runs=RunStore(pool),
             history=history,
             transcript=transcript,
-            settings=settings.runs,
             metrics=metrics,
-            log_content=settings.server.log_content,
         )
         threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)
+        feedback = FeedbackService(registry=registry, store=FeedbackStore(pool))
         retention = Retention(
             pool,
             saver,
             default_ttl=settings.retention.thread_ttl_seconds,
             compact_idle=settings.retention.compact_idle_seconds,
             batch=settings.retention.sweep_batch,
+            events_ttl=settings.runs.events_ttl_seconds,
         )
+        runs.start()
         try:
             yield Resources(
                 settings=settings,
                 database=database,
                 runs=runs,
                 threads=threads,
+                feedback=feedback,
                 retention=retention,
                 metrics=metrics,
                 checkpointer=saver,
             )
         finally:
             await runs.drain()
+
+
+def build_run_service(
+    settings: Settings,
+    *,
+    graph: Graph,
+    pool: Pool,
+    registry: ThreadRegistry,
+    history: CheckpointHistory,
+    transcript: Transcript,
+    metrics: Metrics,
+) -> RunService:
+    runs = RunStore(pool)
+    store = ExecutionStore(pool)
+    log = RunEventLog(pool)
+    notifications = RunNotifications(pool)
+    executor = Executor(
+        graph=graph,
+        store=store,
+        runs=runs,
+        log=log,
+        history_cache=HistoryCache(
+            transcript, limit=settings.runs.history_messages, max_bytes=settings.runs.cache_max_bytes
+        ),
+        settings=settings.runs,
+        metrics=metrics,
+        log_content=settings.server.log_content,
+    )
+    return RunService(
+        registry=registry,
+        runs=runs,
+        store=store,
+        executor=executor,
+        queue=RunQueue(
+            store=store,
+            runs=runs,
+            executor=executor,
+            notifications=notifications,
+            settings=settings.runs,
+            metrics=metrics,
+        ),
+        follower=LogFollower(log=log, runs=runs, notifications=notifications),
+        history=history,
+        transcript=transcript,
+        settings=settings.runs,
+        metrics=metrics,
+    )
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:

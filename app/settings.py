@@ -30,7 +30,7 @@ CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 def canonical_owner(owner: str) -> str:
     """One spelling per owner: an email is case-insensitive (`Alice@Corp.com` is `alice@corp.com`);
-    migration 3 rewrote owners stored before this rule the same way."""
+    migration 5 rewrote owners stored before this rule the same way."""
     return owner.lower() if "@" in owner else owner
 
 
@@ -43,6 +43,15 @@ class AuthMode(StrEnum):
 class BusyMode(StrEnum):
     REJECT = "reject"
     WAIT = "wait"
+
+
+class MultitaskStrategy(StrEnum):
+    """What a new run does when its thread already has a run (the Agent Protocol's names)."""
+
+    REJECT = "reject"  # 409 thread_busy (or wait, with THREAD_BUSY_MODE=wait)
+    ENQUEUE = "enqueue"  # wait as `pending`, start when the thread is free, in creation order
+    INTERRUPT = "interrupt"  # cancel the active runs, then start
+    ROLLBACK = "rollback"  # cancel and delete the active runs, then start
 
 
 def default_embedded_dir() -> Path:
@@ -301,6 +310,16 @@ class RunSettings(_Group):
     # Each per-process cache (history windows, recent checkpoints) holds at most this many bytes
     # (estimated by app/lru.py); beyond, the least recently used entries go.
     cache_max_bytes: int = Field(default=DEFAULT_CACHE_BYTES, ge=0, validation_alias="CACHE_MAX_BYTES")
+    # The strategy of a request that names none.
+    multitask_strategy: MultitaskStrategy = Field(
+        default=MultitaskStrategy.REJECT, validation_alias="MULTITASK_STRATEGY"
+    )
+    # How long a finished run's events stay for rejoining and replay (swept by the sweeper).
+    events_ttl_seconds: int = Field(default=86_400, ge=60, validation_alias="RUN_EVENTS_TTL_SECONDS")
+    # A streaming run stores its events in batches at most this far apart.
+    events_flush_ms: float = Field(default=50.0, ge=1, le=5000, validation_alias="RUN_EVENTS_FLUSH_MS")
+    # Queued runs one process starts at most at once (each a turn on its own thread).
+    max_queued_starts: int = Field(default=16, ge=1, validation_alias="RUN_QUEUE_BATCH")
 
 
 class LimitSettings(_Group):

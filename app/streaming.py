@@ -1,6 +1,8 @@
 """The only module that knows SSE framing and event names.
 
-Events of a turn, in order (each frame has `id: <run_id>:<n>` and a JSON `data`):
+Events of a run, in order (each frame has `id: <run_id>:<n>`, n counting from 1, and a JSON
+`data`); the same ids on the first stream and on any later join, so `Last-Event-ID` resumes
+after exactly that event:
 
 | event         | data                                                          |
 |---------------|---------------------------------------------------------------|
@@ -9,7 +11,7 @@ Events of a turn, in order (each frame has `id: <run_id>:<n>` and a JSON `data`)
 | `tool_call`   | `{message_id, tool_call_id, name, args}`                      |
 | `tool_result` | `{message_id, tool_call_id, name, content}`                   |
 | `message`     | a complete assistant message (same shape as in the JSON API)  |
-| `error`       | `{code, message}`: the turn failed and nothing was saved      |
+| `error`       | `{code, message}`: the run failed or was cancelled (`cancelled`); nothing was saved |
 | `done`        | `{run_id, thread_id, checkpoint_id, new_messages}`            |
 
 A stream ends after `done` or `error`.
@@ -18,32 +20,31 @@ A stream ends after `done` or `error`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.services.events import (
-    MessageCompleted,
-    RunDone,
-    RunFailed,
-    RunStarted,
-    TokenDelta,
-    ToolCallStarted,
-    ToolResult,
-    TurnEvent,
-)
+from app.errors import InvalidInput
+from app.services.events import KINDS, RunEvent, event_json
 
-EVENT_NAMES: dict[type[Any], str] = {
-    RunStarted: "run_start",
-    TokenDelta: "token",
-    ToolCallStarted: "tool_call",
-    ToolResult: "tool_result",
-    MessageCompleted: "message",
-    RunFailed: "error",
-    RunDone: "done",
-}
+# The SSE event name of each event type is its stored kind.
+EVENT_NAMES: dict[type[Any], str] = dict(KINDS)
+_EVENT_ID = re.compile(r"^(?:(?P<run>[0-9a-fA-F-]{36}):)?(?P<seq>\d{1,9})$")
+
+
+def last_event_id(value: str | None, run_id: str) -> int:
+    """The event a resumed stream continues after (0: from the start). Accepts the ids this
+    service sends (`<run_id>:<n>`) or a bare `<n>`; anything else, or another run's id, is 422."""
+    if value is None or not value.strip():
+        return 0
+    match = _EVENT_ID.fullmatch(value.strip())
+    if match is None or (match["run"] is not None and match["run"].lower() != run_id.lower()):
+        raise InvalidInput(
+            f"Last-Event-ID must be an event id of this run's stream ('{run_id}:<n>'), not {value[:80]!r}."
+        )
+    return int(match["seq"])
 
 
 def sse_event_schema(data_description: str, events: list[str] | None = None) -> dict[str, Any]:
@@ -62,35 +63,19 @@ def sse_event_schema(data_description: str, events: list[str] | None = None) -> 
     }
 
 
-def event_payload(event: TurnEvent) -> dict[str, Any]:
-    if isinstance(event, MessageCompleted):
-        return event.message
-    if isinstance(event, RunDone):
-        result = event.result
-        return {
-            "run_id": result["run_id"],
-            "thread_id": result["thread_id"],
-            "checkpoint_id": result["checkpoint_id"],
-            "new_messages": len(result["messages"]),
-        }
-    return asdict(event)
-
-
-async def _frames(run_id: str, events: AsyncIterator[TurnEvent]) -> AsyncIterator[ServerSentEvent]:
-    n = 0
-    async for event in events:
-        n += 1
+async def _frames(run_id: str, events: AsyncIterator[RunEvent]) -> AsyncIterator[ServerSentEvent]:
+    async for item in events:
         yield ServerSentEvent(
-            data=json.dumps(event_payload(event), ensure_ascii=False),
-            event=EVENT_NAMES[type(event)],
-            id=f"{run_id}:{n}",
+            data=json.dumps(event_json(item.event), ensure_ascii=False),
+            event=EVENT_NAMES[type(item.event)],
+            id=f"{run_id}:{item.seq}",
         )
 
 
 def sse_response(
-    run_id: str, events: AsyncIterator[TurnEvent], *, headers: dict[str, str], ping_seconds: int
+    run_id: str, events: AsyncIterator[RunEvent], *, headers: dict[str, str], ping_seconds: int
 ) -> EventSourceResponse:
-    # Disconnects only stop this generator; the turn itself runs on in its own task.
+    # Disconnects only stop this generator; the run itself goes on in its own task.
     return EventSourceResponse(_frames(run_id, events), headers=headers, ping=ping_seconds)
 
 

@@ -86,7 +86,11 @@ async def timed_turns(
 
 
 class Service:
-    def __init__(self, database_url: str, *, workers: int = 1) -> None:
+    """`serve` as a process; `root`: a checkout of the service (another revision, side by side)."""
+
+    def __init__(
+        self, database_url: str, *, workers: int = 1, root: Path = ROOT, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -94,10 +98,11 @@ class Service:
             "PORT": str(self.port),
             "LOG_LEVEL": "warning",
             "DB_POOL_MAX_SIZE": "20",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--workers", str(workers)],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

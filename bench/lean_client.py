@@ -25,23 +25,35 @@ class LeanConnection:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         return self._reader, self._writer
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    async def post_json(
+        self, path: str, body: dict[str, Any], *, accept: str = "application/json"
+    ) -> tuple[int, bytes]:
+        """POST a JSON body; the response body whole (Content-Length, or chunked as SSE is)."""
         reader, writer = await self._open()
         payload = json.dumps(body).encode()
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            f"Accept: {accept}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
             + payload
         )
         await writer.drain()
         status_line = await reader.readline()
         status = int(status_line.split()[1])
-        length = 0
+        length, chunked = 0, False
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value.strip())
-        return status, await reader.readexactly(length)
+            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return status, await reader.readexactly(length)
+        parts = []
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            parts.append(await reader.readexactly(size))
+            await reader.readline()
+        await reader.readline()
+        return status, b"".join(parts)
 
     async def close(self) -> None:
         if self._writer is not None:

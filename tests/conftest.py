@@ -51,6 +51,17 @@ def _reachable(url: str) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Traces a test asks for (`x-mlflow-return-trace-id`, also what the fuzzers may send) go to
+    a store of this session, never to the working directory."""
+    patch = pytest.MonkeyPatch()
+    store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def admin_url() -> Iterator[str]:
     """A URL to a maintenance database on a server the tests may create databases on."""

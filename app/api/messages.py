@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse, Response
 from app.agent.messages import stored_to_json
 from app.api.cursors import decode_cursor, encode_cursor
 from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep, ThreadsDep
-from app.api.schemas import ErrorBody, MessageOut, MessagePage, TurnIn, TurnOut
+from app.api.schemas import ErrorBody, MessageOut, MessagePage, RunOut, TurnIn, TurnOut, turn_json
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
 from app.streaming import EVENT_NAMES, sse_event_schema, sse_response
@@ -25,7 +25,17 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _SSE_DOC = (
     "With `Accept: text/event-stream` or `?stream=true` the turn streams as Server-Sent Events:"
     " `run_start`, `token`, `tool_call`, `tool_result`, `message`, then `done` (or `error`)."
+    " With `background: true` the answer is 202 and the run, at once."
 )
+
+
+def run_headers(thread_id: str, run_id: str) -> dict[str, str]:
+    """Where the run lives and where its stream is (any client may rejoin it there)."""
+    return {
+        "X-Run-Id": run_id,
+        "Location": f"/threads/{thread_id}/runs/{run_id}",
+        "Content-Location": f"/threads/{thread_id}/runs/{run_id}/stream",
+    }
 
 
 def _turn_messages(body: TurnIn, limits: LimitSettings) -> list[tuple[str, str]]:
@@ -60,6 +70,7 @@ def _wants_stream(request: Request, stream: bool | None) -> bool:
             },
             "description": "The turn's new messages, or its SSE stream",
         },
+        202: {"model": RunOut, "description": "With `background: true`: the run, started or queued"},
         409: {"model": ErrorBody, "description": "thread_busy: another turn is running (see Retry-After)"},
         413: {"model": ErrorBody, "description": "Body larger than MAX_BODY_BYTES"},
         502: {"model": ErrorBody, "description": "turn_failed: the agent failed; nothing was saved"},
@@ -85,22 +96,27 @@ async def send_message(
 ) -> Response:
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters without spaces.")
+    wants_stream = _wants_stream(request, stream) and not body.background
     turn = TurnRequest(
         owner=owner,
         thread_id=thread_id,
         messages=_turn_messages(body, limits),
         checkpoint_id=body.checkpoint_id,
         idempotency_key=idempotency_key,
+        metadata=body.metadata,
+        multitask_strategy=body.multitask_strategy,
+        background=body.background,
+        stream=wants_stream,
     )
-    wants_stream = _wants_stream(request, stream)
-    handle = await runs.start(turn, stream=wants_stream)
-    headers = {"X-Run-Id": handle.run_id}
+    handle = await runs.submit(turn)
+    headers = run_headers(thread_id, handle.run.run_id)
     if handle.replayed:
         headers["Idempotent-Replayed"] = "true"
+    if body.background:
+        return JSONResponse(RunOut.of(handle.run).model_dump(mode="json"), status_code=202, headers=headers)
     if wants_stream:
-        return sse_response(handle.run_id, handle.events(), headers=headers, ping_seconds=15)
-    result: dict[str, Any] = await handle.result()
-    return JSONResponse(result, headers=headers)
+        return sse_response(handle.run.run_id, handle.events(), headers=headers, ping_seconds=15)
+    return JSONResponse(turn_json(await handle.result()), headers=headers)
 
 
 @router.get("/{thread_id}/messages", response_model=MessagePage, responses=ERRORS)

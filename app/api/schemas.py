@@ -7,8 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.agent.messages import stored_to_json
 from app.api.deps import THREAD_ID_PATTERN
+from app.services.run_model import Run, RunStatus, TurnResult
 from app.services.storable import unstorable_reason
+from app.settings import MultitaskStrategy
 
 
 def _storable(value: str | None) -> str | None:
@@ -123,6 +126,16 @@ class TurnIn(BaseModel):
         max_length=64,
         description="Fork: run this turn from that checkpoint of the thread instead of its head.",
     )
+    background: bool = Field(
+        default=False,
+        description="Answer 202 with the run at once; the turn runs in the service (join or stream it).",
+    )
+    multitask_strategy: MultitaskStrategy | None = Field(
+        default=None,
+        description="If the thread already has a run: reject (409), enqueue, interrupt or rollback"
+        " (default: MULTITASK_STRATEGY).",
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Stored on the run.")
 
     _check_content = field_validator("content", "checkpoint_id")(_storable)
 
@@ -171,6 +184,68 @@ class TurnOut(BaseModel):
     run_id: str
     checkpoint_id: str
     messages: list[MessageOut]
+
+
+def turn_json(result: TurnResult) -> dict[str, Any]:
+    """The TurnOut body of a result, built directly: the hottest response of the service skips
+    a validation round (tests check it against TurnOut)."""
+    return {
+        "thread_id": result.thread_id,
+        "run_id": result.run_id,
+        "checkpoint_id": result.checkpoint_id,
+        "messages": [stored_to_json(m) for m in result.messages],
+    }
+
+
+class RunErrorOut(BaseModel):
+    code: str = Field(examples=["cancelled"])
+    message: str
+
+
+class RunOut(BaseModel):
+    """A run (the Agent Protocol's Run, plus `error` and `checkpoint_id`)."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    error: RunErrorOut | None = Field(default=None, description="Why it failed or was cancelled.")
+    checkpoint_id: str | None = Field(default=None, description="The checkpoint a successful run made.")
+
+    @classmethod
+    def of(cls, run: Run) -> RunOut:
+        return cls(
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            status=run.status,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            metadata=run.metadata,
+            multitask_strategy=run.multitask_strategy,
+            error=RunErrorOut(code=run.error.code, message=run.error.message) if run.error else None,
+            checkpoint_id=run.checkpoint_id,
+        )
+
+
+class RunCancelMany(BaseModel):
+    """Runs to cancel: by id, and/or every pending or running run of a thread."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_ids: list[str] | None = Field(default=None, max_length=1000)
+    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN)
+    status: Literal["pending", "running", "all"] | None = Field(
+        default=None, description="Accepted for the Agent Protocol; active runs are cancelled either way."
+    )
+
+
+class RunCancelled(BaseModel):
+    cancelled: list[str] = Field(description="The runs that were pending or running and are now interrupted.")
 
 
 class MessagePage(BaseModel):

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from app.memory.pool import Pool
-from app.memory.threads import purge_checkpoints
+from app.memory.run_events import RunEventLog
+from app.memory.threads import lease_free, purge_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ _SWEEP_LOCK = "lakebase-memory-agent:sweeper"
 class SweepResult:
     expired: int = 0
     compacted: int = 0
+    events_pruned: int = 0  # event batches of runs finished longer than RUN_EVENTS_TTL_SECONDS ago
     skipped: bool = False  # another process holds the sweeper lock
 
 
@@ -44,12 +46,15 @@ class Retention:
         default_ttl: int | None,
         compact_idle: int | None,
         batch: int,
+        events_ttl: int | None = None,
     ) -> None:
         self._pool = pool
         self._saver = saver
         self._default_ttl = default_ttl
         self._compact_idle = compact_idle
         self._batch = batch
+        self._events_ttl = events_ttl
+        self._events = RunEventLog(pool)
 
     async def sweep(self) -> SweepResult:
         async with self._pool.connection() as lock_conn:
@@ -60,11 +65,18 @@ class Retention:
             try:
                 expired = await self._expire()
                 compacted = await self._compact() if self._compact_idle is not None else 0
+                pruned = (
+                    await self._events.prune(older_than_seconds=self._events_ttl, batch=self._batch)
+                    if self._events_ttl is not None
+                    else 0
+                )
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_SWEEP_LOCK,))
-        if expired or compacted:
-            logger.info("retention sweep", extra={"expired": expired, "compacted": compacted})
-        return SweepResult(expired=expired, compacted=compacted)
+        if expired or compacted or pruned:
+            logger.info(
+                "retention sweep", extra={"expired": expired, "compacted": compacted, "events_pruned": pruned}
+            )
+        return SweepResult(expired=expired, compacted=compacted, events_pruned=pruned)
 
     async def _expire(self) -> int:
         total = 0
@@ -76,7 +88,7 @@ class Retention:
                     "  WHERE coalesce(ttl_seconds, %(default)s) IS NOT NULL"
                     "    AND last_activity_at"
                     "      + make_interval(secs => coalesce(ttl_seconds, %(default)s)) < now()"
-                    "    AND (lease_run_id IS NULL OR lease_expires_at < now())"
+                    f"    AND {lease_free()}"
                     "  LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
                     ") RETURNING thread_key",
                     {"default": self._default_ttl, "batch": self._batch},
@@ -94,7 +106,7 @@ class Retention:
                 "SELECT thread_key FROM lma_threads"
                 " WHERE last_activity_at < now() - make_interval(secs => %s)"
                 "   AND turn_count > 1 AND (compacted_at IS NULL OR compacted_at < last_activity_at)"
-                "   AND (lease_run_id IS NULL OR lease_expires_at < now())"
+                f"   AND {lease_free()}"
                 " ORDER BY last_activity_at LIMIT %s",
                 (self._compact_idle, self._batch),
             )
@@ -110,7 +122,7 @@ class Retention:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE lma_threads SET lease_run_id = %s, lease_expires_at = now() + interval '5 minutes'"
-                " WHERE thread_key = %s AND (lease_run_id IS NULL OR lease_expires_at < now())"
+                f" WHERE thread_key = %s AND {lease_free()}"
                 " RETURNING 1",
                 (lease, key),
             )

@@ -1,11 +1,14 @@
-"""Runs: the per-thread lease that allows one turn at a time, idempotency keys, and the commit
-that makes a finished turn visible.
+"""Runs: the run rows (the Agent Protocol's Run), the queue of pending runs, cancellation, and
+the reaper of runs whose process died.
 
-The lease is a row lock in spirit only: `lease_run_id`/`lease_expires_at` on the thread row,
-taken and released by single UPDATE statements. No connection is held while the model thinks;
-the running process renews the lease periodically, and a process that dies simply stops renewing,
-so its lease expires and the thread is free again. Because the lease lives in PostgreSQL it holds
-across processes and replicas.
+Statuses: `pending` (queued behind another run of its thread), `running`, then one of
+`success`, `error`, `timeout`, `interrupted` (cancelled). A run is finished when `finished_at`
+is set: then its event log is closed. A cancelled run is `interrupted` at once, but finished
+only when its executor has stopped (or is known dead), so "cancel and wait" means stopped.
+
+Liveness: the executing process renews the thread's lease and the run's `heartbeat_at`
+together (`app.memory.execution`); a run whose heartbeat is older than the lease period is dead,
+whatever the reason (SIGKILL, OOM, a lost node), and the reaper finishes it as `worker_lost`.
 """
 
 from __future__ import annotations
@@ -16,27 +19,40 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from app.memory.checkpointer import StagedCheckpoints
 from app.memory.pool import Pool
-from app.memory.threads import _COLUMNS as THREAD_COLUMNS
-from app.memory.threads import ThreadRecord, purge_checkpoints
-from app.memory.transcript import StoredMessage
+from app.memory.run_events import CHANNEL, CLOSE_LOG_SQL
+from app.memory.threads import ThreadRecord
+
+ACTIVE = ("pending", "running")
 
 
 @dataclass(frozen=True)
 class RunRecord:
     run_id: uuid.UUID
     thread_key: uuid.UUID
+    thread_id: str
+    assistant_id: str | None
+    status: str
+    metadata: dict[str, Any]
+    multitask_strategy: str
     idempotency_key: str | None
     request_hash: str | None
-    status: str
+    input: dict[str, Any] | None
+    parent_checkpoint_id: str | None
     checkpoint_id: str | None
+    branch: int
+    start_seq: int | None
     message_count: int | None
-    response: dict[str, Any] | None
-    started_at: datetime
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -50,236 +66,167 @@ class TurnStart:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """Outcome of trying to start a run on a thread."""
+class RunQuery:
+    """A page of a thread's runs: newest first, optionally of some statuses; `before` is the
+    (created_at, run_id) of the last run seen (a cursor), `offset` skips that many."""
 
-    thread: ThreadRecord | None  # set when the lease was taken (and the run row written)
-    existing_run: RunRecord | None = None  # set when the idempotency key was already used
-    busy_until: datetime | None = None  # set when another run holds the lease
+    statuses: Sequence[str] | None = None
+    limit: int = 10
+    offset: int = 0
+    before: tuple[datetime, uuid.UUID] | None = None
 
 
-_MESSAGE_COLUMNS = (
-    "thread_key, branch, seq, message_id, run_id, role, content, name, tool_calls, tool_call_id"
+@dataclass(frozen=True)
+class NewRun:
+    """What a run row is created with (by a claim or by enqueueing)."""
+
+    run_id: uuid.UUID
+    assistant_id: str
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    idempotency_key: str | None
+    request_hash: str
+    input: dict[str, Any]
+    checkpoint_id: str | None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "assistant": self.assistant_id,
+            "run_metadata": Jsonb(self.metadata),
+            "strategy": self.multitask_strategy,
+            "key": self.idempotency_key,
+            "hash": self.request_hash,
+            "input": Jsonb(self.input),
+            "from_checkpoint": self.checkpoint_id,
+        }
+
+
+RUN_COLUMNS = (
+    "r.run_id, r.thread_key, t.thread_id, r.assistant_id, r.status, r.metadata, r.multitask_strategy,"
+    " r.idempotency_key, r.request_hash, r.input, r.parent_checkpoint_id, r.checkpoint_id, r.branch,"
+    " r.start_seq, r.message_count, r.error_code, r.error_message, r.created_at, r.updated_at,"
+    " r.started_at, r.finished_at"
 )
+_FROM = " FROM lma_runs r JOIN lma_threads t ON t.thread_key = r.thread_key"
 
-_RUN_COLUMNS = (
-    "run_id, thread_key, idempotency_key, request_hash, status, checkpoint_id, message_count,"
-    " response, started_at"
+# The statement that marks dead runs finished: it frees their leases; the caller closes their logs.
+_REAP = (
+    "WITH dead AS ("
+    "  SELECT r.run_id, r.thread_key FROM lma_runs r"
+    "  WHERE r.finished_at IS NULL AND r.status <> 'pending'"
+    "    AND (r.heartbeat_at IS NULL"
+    "      OR r.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s))"
+    "    AND (%(thread)s::uuid IS NULL OR r.thread_key = %(thread)s)"
+    "  ORDER BY r.heartbeat_at NULLS FIRST LIMIT 100 FOR UPDATE SKIP LOCKED"
+    "), finished AS ("
+    "  UPDATE lma_runs r SET finished_at = now(), updated_at = now(), idempotency_key = NULL,"
+    "    status = CASE WHEN r.status = 'running' THEN 'error' ELSE r.status END,"
+    "    error_code = CASE WHEN r.status = 'running' THEN 'worker_lost' ELSE r.error_code END,"
+    "    error_message = CASE WHEN r.status = 'running' THEN %(message)s ELSE r.error_message END"
+    "  FROM dead WHERE r.run_id = dead.run_id RETURNING r.run_id"
+    "), freed AS ("
+    "  UPDATE lma_threads t SET lease_run_id = NULL, lease_expires_at = NULL"
+    "  FROM dead WHERE t.thread_key = dead.thread_key AND t.lease_run_id = dead.run_id"
+    "  RETURNING t.thread_key"
+    ") SELECT dead.run_id, dead.thread_key FROM dead"
 )
+WORKER_LOST = "The process running this turn stopped (crash, kill or lost node); nothing was saved."
 
 
-def _columns(prefix: str, rows: Sequence[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
-    """Row tuples turned into one array parameter per column (`prefix0`...), for `unnest`."""
-    columns = list(zip(*rows, strict=True)) or [()] * width
-    return {f"{prefix}{i}": list(columns[i]) for i in range(width)}
+async def drop_partial_checkpoints(
+    conn: AsyncConnection[Any], thread_key: uuid.UUID, run_id: uuid.UUID
+) -> None:
+    """Whatever a run that did not complete wrote to the checkpointer's tables."""
+    await conn.execute(
+        "DELETE FROM checkpoint_writes w USING checkpoints c"
+        " WHERE c.thread_id = %s AND c.metadata->>'run_id' = %s"
+        " AND w.thread_id = c.thread_id AND w.checkpoint_id = c.checkpoint_id",
+        (str(thread_key), str(run_id)),
+    )
+    await conn.execute(
+        "DELETE FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s",
+        (str(thread_key), str(run_id)),
+    )
+
+
+async def close_logs(conn: AsyncConnection[Any], run_ids: Sequence[uuid.UUID]) -> None:
+    """Write the terminal event of runs no executor will finish, and wake their joiners."""
+    if not run_ids:
+        return
+    ids = list(run_ids)
+    await conn.execute(CLOSE_LOG_SQL, {"closing": ids})
+    await conn.execute(
+        "SELECT pg_notify(%s, 'e ' || id::text || ' 0') FROM unnest(%s::uuid[]) AS id", (CHANNEL, ids)
+    )
 
 
 class RunStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, owner: str, thread_id: str, run_id: uuid.UUID) -> RunRecord | None:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(RunRecord))
+            await cur.execute(
+                f"SELECT {RUN_COLUMNS}{_FROM} WHERE r.run_id = %s AND t.owner = %s AND t.thread_id = %s",
+                (run_id, owner, thread_id),
+            )
+            return await cur.fetchone()
+
+    async def by_id(self, run_id: uuid.UUID) -> RunRecord | None:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(RunRecord))
+            await cur.execute(f"SELECT {RUN_COLUMNS}{_FROM} WHERE r.run_id = %s", (run_id,))
+            return await cur.fetchone()
+
     async def find_by_key(self, thread_key: uuid.UUID, idempotency_key: str) -> RunRecord | None:
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(RunRecord))
             await cur.execute(
-                f"SELECT {_RUN_COLUMNS} FROM lma_runs WHERE thread_key = %s AND idempotency_key = %s",
+                f"SELECT {RUN_COLUMNS}{_FROM} WHERE r.thread_key = %s AND r.idempotency_key = %s",
                 (thread_key, idempotency_key),
             )
             return await cur.fetchone()
 
-    async def claim(
-        self,
-        *,
-        owner: str,
-        thread_id: str,
-        run_id: uuid.UUID,
-        lease_seconds: float,
-        idempotency_key: str | None,
-        request_hash: str,
-        from_checkpoint_id: str | None,
-    ) -> Claim:
-        """Take the thread's lease and record the run, in one statement, if the thread is free.
-
-        The run row and the lease are written together, so a claimed run always has a row, and
-        a second request with the same idempotency key can never start a second run.
-        """
+    async def page(
+        self, owner: str, thread_id: str, query: RunQuery
+    ) -> tuple[list[RunRecord], tuple[datetime, uuid.UUID] | None]:
+        """The page, and the cursor of the next one (None at the end)."""
+        statuses, limit, before = query.statuses, query.limit, query.before
         async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            cur = conn.cursor(row_factory=class_row(RunRecord))
             await cur.execute(
-                "WITH claimed AS ("
-                "  UPDATE lma_threads SET lease_run_id = %(run_id)s,"
-                "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)"
-                "  WHERE owner = %(owner)s AND thread_id = %(thread_id)s"
-                "    AND (lease_run_id IS NULL OR lease_expires_at < clock_timestamp())"
-                "    AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM lma_runs r"
-                "      WHERE r.thread_key = lma_threads.thread_key AND r.idempotency_key = %(key)s))"
-                f"  RETURNING {THREAD_COLUMNS}"
-                "), run AS ("
-                "  INSERT INTO lma_runs (run_id, thread_key, idempotency_key, request_hash, status,"
-                "    parent_checkpoint_id)"
-                "  SELECT %(run_id)s, thread_key, %(key)s, %(hash)s, 'running',"
-                "    coalesce(%(from_checkpoint)s, head_checkpoint_id)"
-                "  FROM claimed"
-                ")"
-                f" SELECT {THREAD_COLUMNS} FROM claimed",
+                f"SELECT {RUN_COLUMNS}{_FROM} WHERE t.owner = %(owner)s AND t.thread_id = %(thread)s"
+                "   AND (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s))"
+                "   AND (%(at)s::timestamptz IS NULL OR (r.created_at, r.run_id) < (%(at)s, %(id)s))"
+                " ORDER BY r.created_at DESC, r.run_id DESC LIMIT %(limit)s OFFSET %(offset)s",
                 {
-                    "run_id": run_id,
-                    "lease": lease_seconds,
                     "owner": owner,
-                    "thread_id": thread_id,
-                    "key": idempotency_key,
-                    "hash": request_hash,
-                    "from_checkpoint": from_checkpoint_id,
+                    "thread": thread_id,
+                    "statuses": list(statuses) if statuses else None,
+                    "at": before[0] if before else None,
+                    "id": before[1] if before else None,
+                    "limit": limit + 1,
+                    "offset": query.offset,
                 },
             )
-            thread = await cur.fetchone()
-            if thread is not None:
-                return Claim(thread=thread)
-            # Not claimed: say why (key already used, or another run holds the lease).
-            state = await conn.execute(
-                "SELECT t.thread_key, t.lease_expires_at, r.run_id IS NOT NULL"
-                " FROM lma_threads t LEFT JOIN lma_runs r"
-                "   ON r.thread_key = t.thread_key AND r.idempotency_key = %s"
-                " WHERE t.owner = %s AND t.thread_id = %s",
-                (idempotency_key, owner, thread_id),
-            )
-            row = await state.fetchone()
-        if row is None:
-            return Claim(thread=None)
-        thread_key, lease_expires_at, key_used = row
-        if key_used and idempotency_key is not None:
-            assert isinstance(thread_key, uuid.UUID)
-            return Claim(thread=None, existing_run=await self.find_by_key(thread_key, idempotency_key))
-        assert lease_expires_at is None or isinstance(lease_expires_at, datetime)
-        return Claim(thread=None, busy_until=lease_expires_at)
+            rows = await cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, ((rows[-1].created_at, rows[-1].run_id) if more and rows else None)
 
-    async def renew(self, thread_key: uuid.UUID, run_id: uuid.UUID, lease_seconds: float) -> bool:
+    async def active_ids(self, owner: str, thread_id: str) -> list[uuid.UUID]:
+        """The pending and running runs of a thread, oldest first."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE lma_threads SET lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
-                " WHERE thread_key = %s AND lease_run_id = %s",
-                (lease_seconds, thread_key, run_id),
+                f"SELECT r.run_id{_FROM} WHERE t.owner = %s AND t.thread_id = %s AND r.status = ANY(%s)"
+                " ORDER BY r.created_at",
+                (owner, thread_id, list(ACTIVE)),
             )
-            return cur.rowcount == 1
-
-    async def fail(self, thread_key: uuid.UUID, run_id: uuid.UUID, error_code: str) -> None:
-        """Record a failed run, free its idempotency key and the lease, drop its partial checkpoint.
-
-        The thread's head is untouched: the next turn starts from the last completed checkpoint.
-        """
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE lma_runs SET status = 'failed', error_code = %s, idempotency_key = NULL,"
-                " finished_at = now() WHERE run_id = %s",
-                (error_code, run_id),
-            )
-            await conn.execute(
-                "UPDATE lma_threads SET lease_run_id = NULL, lease_expires_at = NULL"
-                " WHERE thread_key = %s AND lease_run_id = %s",
-                (thread_key, run_id),
-            )
-            await conn.execute(
-                "DELETE FROM checkpoint_writes w USING checkpoints c"
-                " WHERE c.thread_id = %s AND c.metadata->>'run_id' = %s"
-                " AND w.thread_id = c.thread_id AND w.checkpoint_id = c.checkpoint_id",
-                (str(thread_key), str(run_id)),
-            )
-            await conn.execute(
-                "DELETE FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s",
-                (str(thread_key), str(run_id)),
-            )
-            # A thread deleted while this turn ran: whatever the turn wrote meanwhile goes too,
-            # so nothing of it can come back.
-            cur = await conn.execute("SELECT 1 FROM lma_threads WHERE thread_key = %s", (thread_key,))
-            if await cur.fetchone() is None:
-                await purge_checkpoints(conn, [str(thread_key)])
-
-    async def complete(
-        self,
-        *,
-        thread_key: uuid.UUID,
-        run_id: uuid.UUID,
-        checkpoint_id: str,
-        start: TurnStart,
-        messages: Sequence[StoredMessage],
-        response: dict[str, Any] | None,
-        staged: StagedCheckpoints,
-    ) -> ThreadRecord | None:
-        """Make the turn visible, atomically: transcript, run row, thread head and counters, lease.
-
-        A fork opens a new branch (a copy of the shared prefix) and moves the head onto it.
-        `response` is what a retry with the run's idempotency key gets back (None: no key);
-        `staged` the run's checkpoint rows, written here with the rest.
-        Returns None (and writes nothing) if this run no longer holds the thread's lease or the
-        thread was deleted meanwhile.
-        """
-        total = start.seq + len(messages)
-        # One statement (atomic, one round trip): move the head and release the lease; on a
-        # fork open the new branch with a copy of the shared prefix; append the turn's rows;
-        # write its checkpoint; complete the run row. If the lease is gone or the thread was
-        # deleted, `t` is empty and nothing else is written.
-        params = {
-            "checkpoint": checkpoint_id,
-            "total": total,
-            "fork": start.fork,
-            "source": start.branch,
-            "start": start.seq,
-            "key": thread_key,
-            "run": run_id,
-            "response": Jsonb(response) if response is not None else None,
-            "ids": [m.message_id for m in messages],
-            "roles": [m.role for m in messages],
-            "contents": [m.content for m in messages],
-            "names": [m.name for m in messages],
-            "calls": [Jsonb(m.tool_calls) if m.tool_calls is not None else None for m in messages],
-            "call_ids": [m.tool_call_id for m in messages],
-            **_columns("b", staged.blobs, 6),
-            **_columns("c", staged.checkpoints, 6),
-        }
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=class_row(ThreadRecord))
-            await cur.execute(
-                "WITH t AS ("
-                "  UPDATE lma_threads SET head_checkpoint_id = %(checkpoint)s, message_count = %(total)s,"
-                "    turn_count = turn_count + 1, last_activity_at = now(), updated_at = now(),"
-                "    lease_run_id = NULL, lease_expires_at = NULL,"
-                "    branch = CASE WHEN %(fork)s THEN branch_count ELSE branch END,"
-                "    branch_count = branch_count + CASE WHEN %(fork)s THEN 1 ELSE 0 END"
-                f"  WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING {THREAD_COLUMNS}"
-                "), copied AS ("
-                f"  INSERT INTO lma_messages ({_MESSAGE_COLUMNS}, created_at)"
-                "  SELECT m.thread_key, t.branch, m.seq, m.message_id, m.run_id, m.role, m.content, m.name,"
-                "    m.tool_calls, m.tool_call_id, m.created_at"
-                "  FROM t JOIN lma_messages m ON m.thread_key = t.thread_key"
-                "  WHERE %(fork)s AND m.branch = %(source)s AND m.seq < %(start)s"
-                "), added AS ("
-                f"  INSERT INTO lma_messages ({_MESSAGE_COLUMNS})"
-                "  SELECT t.thread_key, t.branch, %(start)s + u.n - 1, u.message_id, %(run)s, u.role,"
-                "    u.content, u.name, u.tool_calls, u.tool_call_id"
-                "  FROM t, unnest(%(ids)s::text[], %(roles)s::text[], %(contents)s::text[],"
-                "    %(names)s::text[], %(calls)s::jsonb[], %(call_ids)s::text[])"
-                "    WITH ORDINALITY AS u(message_id, role, content, name, tool_calls, tool_call_id, n)"
-                "), blobs AS ("
-                "  INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)"
-                "  SELECT b.* FROM t, unnest(%(b0)s::text[], %(b1)s::text[], %(b2)s::text[], %(b3)s::text[],"
-                "    %(b4)s::text[], %(b5)s::bytea[]) AS b"
-                "  ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING"
-                "), saved AS ("
-                "  INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,"
-                "    checkpoint, metadata)"
-                "  SELECT c.* FROM t, unnest(%(c0)s::text[], %(c1)s::text[], %(c2)s::text[], %(c3)s::text[],"
-                "    %(c4)s::jsonb[], %(c5)s::jsonb[]) AS c"
-                "  ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)"
-                "  DO UPDATE SET checkpoint = excluded.checkpoint, metadata = excluded.metadata"
-                "), run AS ("
-                "  UPDATE lma_runs SET status = 'completed', checkpoint_id = %(checkpoint)s,"
-                "    message_count = %(total)s, branch = t.branch, response = %(response)s,"
-                "    finished_at = now()"
-                "  FROM t WHERE lma_runs.run_id = %(run)s"
-                f") SELECT {THREAD_COLUMNS} FROM t",
-                params,
-            )
-            return await cur.fetchone()
+            return [row[0] for row in await cur.fetchall()]  # type: ignore[misc]
 
     async def start_of(self, thread: ThreadRecord, checkpoint_id: str | None) -> TurnStart:
         """Where a turn starting from `checkpoint_id` (None: the head) sits in the transcript."""
@@ -290,7 +237,7 @@ class RunStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT branch, message_count FROM lma_runs"
-                " WHERE thread_key = %s AND checkpoint_id = %s AND status = 'completed'",
+                " WHERE thread_key = %s AND checkpoint_id = %s AND status = 'success'",
                 (thread.thread_key, checkpoint_id),
             )
             row = await cur.fetchone()
@@ -299,3 +246,86 @@ class RunStore:
         branch, count = row
         assert isinstance(branch, int) and isinstance(count, int)
         return TurnStart(checkpoint_id=checkpoint_id, branch=branch, seq=count, fork=True)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    async def enqueue(self, owner: str, thread_id: str, run: NewRun) -> uuid.UUID | None:
+        """Add a pending run to an existing thread. None: the thread does not exist, or the
+        idempotency key was already used on it (the caller looks that run up)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO lma_runs (run_id, thread_key, idempotency_key, request_hash, status,"
+                "  assistant_id, metadata, multitask_strategy, input)"
+                " SELECT %(run_id)s, t.thread_key, %(key)s, %(hash)s, 'pending', %(assistant)s,"
+                "  %(run_metadata)s, %(strategy)s, %(input)s"
+                " FROM lma_threads t WHERE t.owner = %(owner)s AND t.thread_id = %(thread_id)s"
+                " ON CONFLICT (thread_key, idempotency_key) DO NOTHING RETURNING run_id",
+                {**run.params(), "owner": owner, "thread_id": thread_id},
+            )
+            row = await cur.fetchone()
+        return row[0] if row is not None else None  # type: ignore[return-value]
+
+    # -- cancelling and reaping --------------------------------------------------------------
+
+    async def cancel(self, owner: str, run_ids: Sequence[uuid.UUID], *, message: str) -> list[uuid.UUID]:
+        """Cancel these runs if still active: `interrupted` at once, their threads' leases freed.
+
+        A pending run is finished here (no executor has it); a running one is finished by its
+        executor when it has stopped (it is told by `c <run_id>`), or by the reaper if it died.
+        Only `owner`'s runs are touched. Returns the runs that were cancelled.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "WITH target AS ("
+                "  SELECT run_id, thread_key, status AS was FROM lma_runs"
+                "  WHERE run_id = ANY(%(ids)s) AND status = ANY(%(active)s)"
+                "    AND thread_key IN (SELECT thread_key FROM lma_threads WHERE owner = %(owner)s)"
+                "  FOR UPDATE"
+                "), cancelled AS ("
+                "  UPDATE lma_runs r SET status = 'interrupted', error_code = 'cancelled',"
+                "    error_message = %(message)s, idempotency_key = NULL, updated_at = now(),"
+                "    finished_at = CASE WHEN target.was = 'pending' THEN now() END"
+                "  FROM target WHERE r.run_id = target.run_id RETURNING r.run_id"
+                "), freed AS ("
+                "  UPDATE lma_threads t SET lease_run_id = NULL, lease_expires_at = NULL"
+                "  FROM target WHERE t.thread_key = target.thread_key AND t.lease_run_id = target.run_id"
+                "  RETURNING t.thread_key"
+                ") SELECT run_id, was FROM target",
+                {"ids": list(run_ids), "active": list(ACTIVE), "message": message, "owner": owner},
+            )
+            rows = await cur.fetchall()
+            pending = [r[0] for r in rows if r[1] == "pending"]
+            running = [r[0] for r in rows if r[1] == "running"]
+            await close_logs(conn, pending)  # type: ignore[arg-type]
+            if running:
+                await conn.execute(
+                    "SELECT pg_notify(%s, 'c ' || id::text) FROM unnest(%s::uuid[]) AS id",
+                    (CHANNEL, running),
+                )
+            if rows:
+                await conn.execute("SELECT pg_notify(%s, 'q')", (CHANNEL,))
+        return [r[0] for r in rows]  # type: ignore[misc]
+
+    async def delete(self, run_ids: Sequence[uuid.UUID]) -> None:
+        """Remove finished runs with their events (the `rollback` strategy)."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM lma_runs WHERE run_id = ANY(%s) AND finished_at IS NOT NULL", (list(run_ids),)
+            )
+
+    async def reap(self, *, lease_seconds: float, thread_key: uuid.UUID | None = None) -> list[uuid.UUID]:
+        """Finish runs whose executor is gone: `error`/`worker_lost` (a cancelled one stays
+        `interrupted`), free their idempotency keys and leases, drop what they wrote, close
+        their logs, and wake the queue. Safe on every replica at once (SKIP LOCKED)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                _REAP, {"lease": lease_seconds, "thread": thread_key, "message": WORKER_LOST}
+            )
+            dead = [(row[0], row[1]) for row in await cur.fetchall()]
+            if not dead:
+                return []
+            for run_id, key in dead:
+                await drop_partial_checkpoints(conn, key, run_id)  # type: ignore[arg-type]
+            await close_logs(conn, [run_id for run_id, _ in dead])  # type: ignore[misc]
+            await conn.execute("SELECT pg_notify(%s, 'q')", (CHANNEL,))
+        return [run_id for run_id, _ in dead]  # type: ignore[misc]

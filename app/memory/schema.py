@@ -131,7 +131,62 @@ MIGRATIONS: list[list[LiteralString]] = [
         "ALTER TABLE lma_messages DROP CONSTRAINT IF EXISTS lma_messages_pkey",
         "ALTER TABLE lma_messages ADD PRIMARY KEY (thread_key, branch, seq)",
     ],
-    # 3: emails are case-insensitive owners (app.settings.canonical_owner). A thread whose id
+    # 3: durable runs. A run is a resource (the Agent Protocol's Run): created pending or
+    # running, executed by whichever process claims it, with an append-only event log that
+    # joiners on any replica read by (run_id, seq). Statuses take the protocol's vocabulary.
+    [
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS assistant_id text",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS metadata jsonb NOT NULL DEFAULT '{}'::jsonb",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS multitask_strategy text NOT NULL DEFAULT 'reject'",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS input jsonb",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now()",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now()",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS start_seq integer",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS error_message text",
+        "ALTER TABLE lma_runs ALTER COLUMN started_at DROP NOT NULL",
+        "ALTER TABLE lma_runs ALTER COLUMN started_at DROP DEFAULT",
+        "UPDATE lma_runs SET created_at = coalesce(started_at, created_at),"
+        " updated_at = coalesce(finished_at, started_at, updated_at),"
+        " status = CASE status WHEN 'completed' THEN 'success' WHEN 'failed' THEN 'error' ELSE status END",
+        # A replay reads a run's result from the transcript (its rows start_seq..message_count).
+        "UPDATE lma_runs r SET start_seq = (SELECT min(m.seq) FROM lma_messages m"
+        " WHERE m.thread_key = r.thread_key AND m.branch = r.branch AND m.run_id = r.run_id)"
+        " WHERE r.status = 'success'",
+        "ALTER TABLE lma_runs DROP COLUMN IF EXISTS response",
+        "CREATE INDEX IF NOT EXISTS lma_runs_thread_created_idx ON lma_runs (thread_key, created_at DESC)",
+        "CREATE INDEX IF NOT EXISTS lma_runs_pending_idx ON lma_runs (thread_key, created_at)"
+        " WHERE status = 'pending'",
+        "CREATE INDEX IF NOT EXISTS lma_runs_unfinished_idx ON lma_runs (heartbeat_at)"
+        " WHERE finished_at IS NULL AND status <> 'pending'",
+        "CREATE INDEX IF NOT EXISTS lma_runs_finished_idx ON lma_runs (finished_at)",
+        """
+        CREATE TABLE IF NOT EXISTS lma_run_events (
+        run_id     uuid        NOT NULL REFERENCES lma_runs (run_id) ON DELETE CASCADE,
+        seq        integer     NOT NULL,
+        last_seq   integer     NOT NULL,
+        terminal   boolean     NOT NULL DEFAULT false,
+        events     jsonb       NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, seq)
+    )
+        """,
+    ],
+    # 4: feedback on a turn (app/memory/feedback.py).
+    [
+        """
+        CREATE TABLE IF NOT EXISTS lma_feedback (
+        thread_key uuid        NOT NULL REFERENCES lma_threads (thread_key) ON DELETE CASCADE,
+        run_id     uuid        NOT NULL,
+        rating     smallint    NOT NULL CHECK (rating IN (-1, 1)),
+        comment    text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (thread_key, run_id)
+    )
+        """,
+    ],
+    # 5: emails are case-insensitive owners (app.settings.canonical_owner). A thread whose id
     # the lower-case owner already uses (or another spelling would) keeps its rows under the id
     # with a suffix from its old spelling, so nothing is lost and no two threads merge.
     [

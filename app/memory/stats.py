@@ -1,4 +1,4 @@
-"""Conversation analytics over the registry, runs, transcript and checkpoint tables.
+"""Conversation analytics over the registry, runs, transcript, feedback and checkpoint tables.
 
 The same questions as the documented DBSQL queries in deploy/queries/, in PostgreSQL, for
 `GET /admin/stats` and `lakebase-memory-agent stats`. Storage is measured with
@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from app.memory.feedback import feedback_totals
 from app.memory.pool import Pool
 
 
@@ -38,8 +39,8 @@ async def collect_stats(pool: Pool, *, top: int = 10, days: int = 30) -> Stats:
             "SELECT"
             " (SELECT count(*) FROM lma_threads) AS threads,"
             " (SELECT count(DISTINCT owner) FROM lma_threads) AS owners,"
-            " (SELECT count(*) FROM lma_runs WHERE status = 'completed') AS turns,"
-            " (SELECT count(*) FROM lma_runs WHERE status = 'failed') AS failed_turns,"
+            " (SELECT count(*) FROM lma_runs WHERE status = 'success') AS turns,"
+            " (SELECT count(*) FROM lma_runs WHERE status IN ('error', 'timeout')) AS failed_turns,"
             " (SELECT count(*) FROM lma_messages) AS messages,"
             " (SELECT count(*) FROM lma_messages WHERE role = 'tool') AS tool_calls,"
             " (SELECT count(*) FROM checkpoints) AS checkpoints,"
@@ -47,6 +48,7 @@ async def collect_stats(pool: Pool, *, top: int = 10, days: int = 30) -> Stats:
             " (SELECT coalesce(sum(pg_column_size(m.*)), 0) FROM lma_messages m) AS transcript_bytes"
         )
         totals = {k: int(v) for k, v in (await cur.fetchone() or {}).items()}
+        totals |= await feedback_totals(conn)
         await cur.execute(
             "WITH storage AS (" + _STORAGE_BY_KEY + "),"
             " tools AS (SELECT thread_key, count(*) AS tool_calls FROM lma_messages"
@@ -62,10 +64,10 @@ async def collect_stats(pool: Pool, *, top: int = 10, days: int = 30) -> Stats:
         )
         top_threads = await cur.fetchall()
         await cur.execute(
-            "SELECT started_at::date AS day, count(*) FILTER (WHERE status = 'completed') AS turns,"
-            " count(*) FILTER (WHERE status = 'failed') AS failed_turns,"
+            "SELECT created_at::date AS day, count(*) FILTER (WHERE status = 'success') AS turns,"
+            " count(*) FILTER (WHERE status IN ('error', 'timeout')) AS failed_turns,"
             " count(DISTINCT thread_key) AS active_threads"
-            " FROM lma_runs WHERE started_at >= now() - make_interval(days => %s)"
+            " FROM lma_runs WHERE created_at >= now() - make_interval(days => %s)"
             " GROUP BY 1 ORDER BY 1 DESC",
             (days,),
         )

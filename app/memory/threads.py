@@ -26,6 +26,14 @@ _COLUMNS = (
     " ttl_seconds, compacted_at, branch, branch_count"
 )
 
+
+def lease_free(alias: str = "") -> str:
+    """The one spelling of "no run holds this thread": no lease, or an expired one. One clock
+    (`clock_timestamp()`, as the lease is written), so a long transaction never sees it stale."""
+    t = f"{alias}." if alias else ""
+    return f"({t}lease_run_id IS NULL OR {t}lease_expires_at < clock_timestamp())"
+
+
 # The checkpointer's tables (langgraph-checkpoint-postgres schema), keyed by our thread_key.
 CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
 

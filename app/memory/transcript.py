@@ -60,13 +60,16 @@ class Transcript:
         rows = list(reversed(rows[:limit]))
         return rows, (rows[0].seq if more and rows else None)
 
-    async def upto(self, thread_key: uuid.UUID, *, branch: int, end_seq: int) -> list[StoredMessage]:
-        """The whole conversation of a branch before `end_seq` (the state at a checkpoint)."""
+    async def upto(
+        self, thread_key: uuid.UUID, *, branch: int, end_seq: int, start_seq: int = 0
+    ) -> list[StoredMessage]:
+        """The conversation of a branch from `start_seq` to before `end_seq` (from 0: the state
+        at a checkpoint; from a run's first row: that turn's messages)."""
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(StoredMessage))
             await cur.execute(
-                _SELECT + " WHERE thread_key = %s AND branch = %s AND seq < %s ORDER BY seq",
-                (thread_key, branch, end_seq),
+                _SELECT + " WHERE thread_key = %s AND branch = %s AND seq >= %s AND seq < %s ORDER BY seq",
+                (thread_key, branch, start_seq, end_seq),
             )
             return await cur.fetchall()
 

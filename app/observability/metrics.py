@@ -65,6 +65,12 @@ class Metrics:
         self.busy_conflicts = Counter(
             "lma_thread_busy_total", "Messages refused because their thread ran another turn", registry=reg
         )
+        self.runs_enqueued = Counter(
+            "lma_runs_enqueued_total", "Runs queued behind another run of their thread", registry=reg
+        )
+        self.runs_lost = Counter(
+            "lma_runs_lost_total", "Runs finished as worker_lost (their process died)", registry=reg
+        )
         self.idempotent_replays = Counter(
             "lma_idempotent_replays_total", "Retries answered from a stored turn", registry=reg
         )

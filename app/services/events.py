@@ -1,10 +1,20 @@
-"""What happens during a turn, as typed events. Transport-neutral: `streaming.py` renders them
-as SSE, the JSON route ignores all but the result, the MLflow adapter maps them to its own."""
+"""What happens during a run, as typed events. Transport-neutral: `streaming.py` renders them as
+SSE, the JSON routes wait for the result, the MLflow adapter maps them to Responses events, and
+the run event log (`app.memory.run_events`) stores them as `(kind, JSON)` rows.
+
+A run's events are numbered from 1 (`RunEvent.seq`); a run's stream ends with exactly one
+terminal event (`RunDone` or `RunFailed`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from app.agent.messages import stored_to_json
+from app.memory.run_events import TERMINAL_KINDS
+from app.memory.transcript import StoredMessage
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class MessageCompleted:
-    message: dict[str, Any]
+    message: StoredMessage
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,71 @@ class RunFailed:
 
 @dataclass(frozen=True)
 class RunDone:
-    result: dict[str, Any]
+    run_id: str
+    thread_id: str
+    checkpoint_id: str
+    new_messages: int
 
 
 TurnEvent = RunStarted | TokenDelta | ToolCallStarted | ToolResult | MessageCompleted | RunFailed | RunDone
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One event of a run's log: its position (from 1) and what happened."""
+
+    seq: int
+    event: TurnEvent
+
+    @property
+    def terminal(self) -> bool:
+        return isinstance(self.event, RunDone | RunFailed)
+
+
+# The stored kind of each event (also its SSE event name, which `streaming.py` owns).
+KINDS: dict[type[Any], str] = {
+    RunStarted: "run_start",
+    TokenDelta: "token",
+    ToolCallStarted: "tool_call",
+    ToolResult: "tool_result",
+    MessageCompleted: "message",
+    RunFailed: "error",
+    RunDone: "done",
+}
+_BY_KIND = {kind: cls for cls, kind in KINDS.items()}
+# The log finds a run's end by these names.
+assert (KINDS[RunDone], KINDS[RunFailed]) == TERMINAL_KINDS
+
+
+def _message_from_json(body: dict[str, Any]) -> StoredMessage:
+    run_id = body.get("run_id")
+    return StoredMessage(
+        seq=-1,
+        message_id=str(body["id"]),
+        run_id=uuid.UUID(run_id) if run_id else None,
+        role=str(body["role"]),
+        content=str(body["content"]),
+        name=body.get("name"),
+        tool_calls=body.get("tool_calls"),
+        tool_call_id=body.get("tool_call_id"),
+    )
+
+
+def event_json(event: TurnEvent) -> dict[str, Any]:
+    """The event's JSON payload (what the log stores and the SSE `data` carries)."""
+    if isinstance(event, MessageCompleted):
+        return stored_to_json(event.message)
+    return asdict(event)
+
+
+def event_kind(event: TurnEvent) -> str:
+    return KINDS[type(event)]
+
+
+def event_from_json(kind: str, data: dict[str, Any]) -> TurnEvent:
+    """The inverse of (`event_kind`, `event_json`), for events read back from the log."""
+    if kind == KINDS[MessageCompleted]:
+        return MessageCompleted(message=_message_from_json(data))
+    cls = _BY_KIND[kind]
+    event: TurnEvent = cls(**data)
+    return event

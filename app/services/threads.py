@@ -13,7 +13,7 @@ from app.errors import CheckpointNotFound, ThreadExists, ThreadNotFound
 from app.memory.history import CheckpointHistory, CheckpointRecord
 from app.memory.threads import ThreadPage, ThreadRecord, ThreadRegistry
 from app.memory.transcript import StoredMessage, Transcript
-from app.services.runs import Graph
+from app.services.executor import Graph
 
 
 @dataclass(frozen=True)

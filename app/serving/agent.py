@@ -28,7 +28,7 @@ from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 from app.errors import ServiceError, as_service_error
 from app.lifespan import Resources, open_resources
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from app.serving.responses import (
     ResponsesRequest,
     parse_request,
@@ -120,21 +120,23 @@ class MemoryResponsesAgent(ResponsesAgent):
             return canonical_owner(user)
         return canonical_owner(settings.serving.owner or settings.auth.local_owner)
 
-    def _plan(self, runtime: BackgroundResources, request: ResponsesAgentRequest) -> TurnRequest:
+    def _plan(
+        self, runtime: BackgroundResources, request: ResponsesAgentRequest, *, stream: bool
+    ) -> TurnRequest:
         ours = parse_request(request.model_dump(exclude_none=True))
         settings = runtime.settings
         turn = plan_turn(ours, settings.limits)
         return TurnRequest(
-            owner=self._owner(settings, ours), thread_id=turn.thread_id, messages=turn.messages
+            owner=self._owner(settings, ours), thread_id=turn.thread_id, messages=turn.messages, stream=stream
         )
 
     # ResponsesAgent narrows PythonModel's (context, model_input, params) signatures; so must we.
     def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:  # type: ignore[override]
         runtime = self._runtime()
         try:
-            turn = self._plan(runtime, request)
+            turn = self._plan(runtime, request, stream=False)
             runs = runtime.resources().runs
-            handle = runtime.run(runs.start(turn, stream=False))
+            handle = runtime.run(runs.submit(turn))
             result = runtime.run(handle.result())
         except Exception as exc:
             raise _serving_error(exc) from exc
@@ -145,11 +147,13 @@ class MemoryResponsesAgent(ResponsesAgent):
     ) -> Generator[ResponsesAgentStreamEvent, None, None]:
         runtime = self._runtime()
         try:
-            turn = self._plan(runtime, request)
+            turn = self._plan(runtime, request, stream=True)
             runs = runtime.resources().runs
-            handle = runtime.run(runs.start(turn, stream=True))
+            handle = runtime.run(runs.submit(turn))
         except Exception as exc:
             raise _serving_error(exc) from exc
-        events = stream_events(handle.events(), thread_id=turn.thread_id, run_id=handle.run_id)
+        events = stream_events(
+            handle.events(), thread_id=turn.thread_id, run_id=handle.run.run_id, result=handle.result
+        )
         for event in runtime.iterate(events):
             yield ResponsesAgentStreamEvent(**event)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +28,13 @@ from app.errors import InvalidInput
 from app.services.events import (
     MessageCompleted,
     RunDone,
+    RunEvent,
     RunFailed,
     TokenDelta,
     ToolCallStarted,
     ToolResult,
-    TurnEvent,
 )
+from app.services.run_model import TurnResult
 from app.services.storable import check_text
 from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
@@ -59,6 +60,14 @@ class ResponsesContext(BaseModel):
 
     conversation_id: str | None = None
     user_id: str | None = None
+
+
+class DatabricksOptions(BaseModel):
+    """Options Databricks clients send with a request; `return_trace` asks for the trace id."""
+
+    model_config = ConfigDict(extra="allow")
+
+    return_trace: bool = False
 
 
 class ResponsesRequest(BaseModel):
@@ -89,6 +98,7 @@ class ResponsesRequest(BaseModel):
     custom_inputs: dict[str, Any] | None = None
     context: ResponsesContext | None = None
     stream: bool | None = None
+    databricks_options: DatabricksOptions | None = None
 
 
 def parse_request(data: dict[str, Any]) -> ResponsesRequest:
@@ -198,40 +208,40 @@ def function_call_output_item(call_id: str, output: str) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": call_id, "output": output}
 
 
-def output_items(result: dict[str, Any]) -> list[dict[str, Any]]:
+def output_items(result: TurnResult) -> list[dict[str, Any]]:
     """A completed turn's new messages as Responses output items (the inputs are not echoed)."""
     items: list[dict[str, Any]] = []
-    for message in result["messages"]:
-        if message["role"] == "assistant":
-            for call in message.get("tool_calls") or []:
+    for message in result.messages:
+        if message.role == "assistant":
+            for call in message.tool_calls or []:
                 items.append(function_call_item(call["id"], call["name"], call["args"]))
-            if message["content"]:
-                items.append(text_item(message["content"], message["id"]))
-        elif message["role"] == "tool":
-            items.append(function_call_output_item(message.get("tool_call_id") or "", message["content"]))
+            if message.content:
+                items.append(text_item(message.content, message.message_id))
+        elif message.role == "tool":
+            items.append(function_call_output_item(message.tool_call_id or "", message.content))
     return items
 
 
 def custom_outputs(
-    thread_id: str, result: dict[str, Any] | None = None, run_id: str | None = None
+    thread_id: str, result: TurnResult | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
     outputs: dict[str, Any] = {"thread_id": thread_id}
     if result is not None:
-        outputs["run_id"] = result["run_id"]
-        outputs["checkpoint_id"] = result["checkpoint_id"]
+        outputs["run_id"] = result.run_id
+        outputs["checkpoint_id"] = result.checkpoint_id
     elif run_id is not None:
         outputs["run_id"] = run_id
     return outputs
 
 
-def response_body(result: dict[str, Any]) -> dict[str, Any]:
+def response_body(result: TurnResult) -> dict[str, Any]:
     """A `ResponsesAgentResponse` for a completed turn."""
     return {
-        "id": result["run_id"],
+        "id": result.run_id,
         "object": "response",
         "status": "completed",
         "output": output_items(result),
-        "custom_outputs": custom_outputs(result["thread_id"], result),
+        "custom_outputs": custom_outputs(result.thread_id, result),
     }
 
 
@@ -240,12 +250,17 @@ def _item_done(item: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
 
 
 async def stream_events(
-    events: AsyncIterator[TurnEvent], *, thread_id: str, run_id: str
+    events: AsyncIterator[RunEvent],
+    *,
+    thread_id: str,
+    run_id: str,
+    result: Callable[[], Awaitable[TurnResult]],
 ) -> AsyncIterator[dict[str, Any]]:
     """A turn's events as `ResponsesAgentStreamEvent`s: text deltas, one `output_item.done` per
     function call, function result and answer, then `response.completed` (or `error`)."""
     outputs = custom_outputs(thread_id, run_id=run_id)
-    async for event in events:
+    async for item in events:
+        event = item.event
         if isinstance(event, TokenDelta):
             yield {"type": "response.output_text.delta", "item_id": event.message_id, "delta": event.delta}
         elif isinstance(event, ToolCallStarted):
@@ -255,12 +270,12 @@ async def stream_events(
         elif isinstance(event, MessageCompleted):
             # Only answer text becomes a message item: tool calls and results have their own events.
             message = event.message
-            if message["role"] == "assistant" and message["content"]:
-                yield _item_done(text_item(message["content"], message["id"]), outputs)
+            if message.role == "assistant" and message.content:
+                yield _item_done(text_item(message.content, message.message_id), outputs)
         elif isinstance(event, RunFailed):
             yield {"type": "error", "code": event.code, "message": event.message}
         elif isinstance(event, RunDone):
-            body = response_body(event.result)
+            body = response_body(await result())
             yield {
                 "type": "response.completed",
                 "response": {k: v for k, v in body.items() if k != "custom_outputs"},

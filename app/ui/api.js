@@ -81,6 +81,9 @@ export const api = {
   history: (id, before, limit) => json("GET", `threads/${enc(id)}/history`, { query: { limit, before } }),
   state: (id, checkpointId) =>
     json("GET", `threads/${enc(id)}/state`, { query: { checkpoint_id: checkpointId } }),
+  feedback: (id) => json("GET", `threads/${enc(id)}/feedback`),
+  giveFeedback: (id, runId, rating) =>
+    json("PUT", `threads/${enc(id)}/feedback/${enc(runId)}`, { body: { rating } }),
 };
 
 /**

@@ -78,6 +78,7 @@ const state = {
   busyTimer: null,
   offline: false,
   view: 0, // bumped whenever the open thread changes, so late answers for the old one are dropped
+  feedback: new Map(), // run_id -> "up" | "down": the ratings given to the open thread's turns
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -293,14 +294,33 @@ function renderThreadList() {
 // ---------------------------------------------------------------------------------------------
 // The transcript: user bubbles, and one block per assistant turn with its tool steps
 
+/** Ends a turn's block and, for a turn the service completed (it has a run id), offers thumbs. */
+function finishTurn(turn, runId) {
+  turn.finish();
+  const threadId = state.thread?.thread_id;
+  if (!runId || !threadId) return;
+  turn.feedback(state.feedback.get(runId) ?? null, async (rating) => {
+    try {
+      await api.giveFeedback(threadId, runId, rating);
+    } catch (error) {
+      report(error, "Could not save the rating");
+      return false;
+    }
+    if (state.thread?.thread_id === threadId) state.feedback.set(runId, rating);
+    return true;
+  });
+}
+
 function renderTranscript({ keepScroll = false } = {}) {
   const fromBottom = ui.transcript.scrollHeight - ui.transcript.scrollTop;
   ui.messages.replaceChildren();
   let turn = null;
+  let runId = null;
   for (const message of state.messages) {
     if (message.role === "user" || message.role === "system") {
-      turn?.finish();
+      if (turn) finishTurn(turn, runId);
       turn = null;
+      runId = null;
       ui.messages.append(
         message.role === "user"
           ? userBubble(message.content)
@@ -308,11 +328,12 @@ function renderTranscript({ keepScroll = false } = {}) {
       );
     } else {
       turn ??= new TurnView(ui.messages);
+      runId = message.run_id ?? runId;
       if (message.role === "tool") turn.toolResult(message);
       else turn.message(message);
     }
   }
-  turn?.finish();
+  if (turn) finishTurn(turn, runId);
   ui.welcome.hidden = state.messages.length > 0 || state.running !== null;
   ui.loadEarlier.hidden = !state.earlierCursor || state.viewing !== null;
   if (keepScroll) ui.transcript.scrollTop = ui.transcript.scrollHeight - fromBottom;
@@ -441,6 +462,7 @@ function newThread() {
   leaveThread();
   state.thread = null;
   state.messages = [];
+  state.feedback = new Map();
   setHash(null, true);
   renderHeader();
   renderTranscript();
@@ -462,10 +484,15 @@ async function openThread(id, { push = true } = {}) {
   ui.welcome.hidden = true;
   ui.messages.replaceChildren(h("p", { class: "list-footer", text: "Loading the conversation…" }));
   try {
-    const [thread, page] = await Promise.all([api.getThread(id), api.messages(id, undefined, MESSAGE_PAGE)]);
+    const [thread, page, rated] = await Promise.all([
+      api.getThread(id),
+      api.messages(id, undefined, MESSAGE_PAGE),
+      api.feedback(id),
+    ]);
     if (view !== state.view) return;
     upsertThread(thread);
     state.thread = thread;
+    state.feedback = new Map(rated.feedback.map((f) => [f.run_id, f.rating]));
     state.messages = page.messages;
     state.earlierCursor = page.next_cursor;
     renderHeader();
@@ -651,7 +678,7 @@ async function send(text) {
     );
     return;
   }
-  turn.finish();
+  finishTurn(turn, done.run_id);
   state.messages = [...before, ...added];
   state.viewing = null;
   renderSnapshotBar();

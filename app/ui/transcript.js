@@ -111,6 +111,47 @@ export class TurnView {
     }
   }
 
+  /**
+   * Thumbs up and down under a completed turn. `current` is the rating given ("up", "down" or
+   * null); `rate(rating)` stores one and resolves when the service has it.
+   */
+  feedback(current, rate) {
+    this.feedbackBar?.remove();
+    const buttons = {};
+    const show = (rating) => {
+      for (const [name, button] of Object.entries(buttons))
+        button.setAttribute("aria-pressed", String(name === rating));
+    };
+    for (const [rating, label, glyph] of [
+      ["up", "Good answer", "thumbUp"],
+      ["down", "Bad answer", "thumbDown"],
+    ]) {
+      buttons[rating] = h(
+        "button",
+        {
+          type: "button",
+          class: "icon-btn thumb",
+          title: label,
+          "aria-label": label,
+          "data-rating": rating,
+          onclick: async () => {
+            for (const button of Object.values(buttons)) button.disabled = true;
+            try {
+              if (await rate(rating)) show(rating);
+            } finally {
+              for (const button of Object.values(buttons)) button.disabled = false;
+            }
+          },
+        },
+        icon(glyph),
+      );
+    }
+    show(current);
+    this.feedbackBar = h("div", { class: "feedback", role: "group", "aria-label": "Rate this answer" });
+    this.feedbackBar.append(buttons.up, buttons.down);
+    this.body.append(this.feedbackBar);
+  }
+
   fail(text) {
     this.finish();
     this.body.append(h("div", { class: "turn-error", role: "alert", text }));

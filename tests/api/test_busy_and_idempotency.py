@@ -163,21 +163,28 @@ async def test_concurrent_retries_with_one_key_run_one_turn(database_url: str) -
         assert (await client.get(f"/threads/{thread_id}")).json()["turn_count"] == 1
 
 
-async def test_only_runs_with_an_idempotency_key_keep_their_response(
+async def test_a_replay_is_read_from_the_transcript_not_from_a_stored_copy(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
-    keyed, plain = unique(), unique()
+    """Runs keep no copy of their answer (no bytes spent on it): a retried key's answer is the
+    run's rows of the transcript, equal to the first answer."""
+    thread_id = unique()
     body = {"content": "Who committed the latest malware threat?"}
-    first = await client.post(f"/threads/{keyed}/messages", json=body, headers={"Idempotency-Key": "k"})
-    second = await client.post(f"/threads/{plain}/messages", json=body)
-    assert first.status_code == second.status_code == 200
+    first = await client.post(f"/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": "k"})
     with psycopg.connect(database_url) as conn:
-        rows = dict(
-            conn.execute(
-                "SELECT t.thread_id, r.response FROM lma_runs r JOIN lma_threads t USING (thread_key)"
-                " WHERE t.thread_id = ANY(%s)",
-                ([keyed, plain],),
+        columns = {
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'lma_runs'"
             ).fetchall()
+        }
+        # The transcript row of the answer, changed behind the service's back, is what replays.
+        conn.execute(
+            "UPDATE lma_messages SET content = 'edited' WHERE message_id = %s",
+            (first.json()["messages"][-1]["id"],),
         )
-    assert rows[keyed] == first.json()
-    assert rows[plain] is None  # nothing can replay it: no bytes spent on it
+    assert "response" not in columns
+    again = await client.post(f"/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": "k"})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["messages"][-1]["content"] == "edited"
+    assert again.json()["messages"][:-1] == first.json()["messages"][:-1]

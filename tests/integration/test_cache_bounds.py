@@ -14,7 +14,7 @@ from app.lru import Lru, approximate_bytes
 from app.memory.pool import open_database
 from app.memory.transcript import Transcript
 from app.services.history_cache import HistoryCache
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from tests.conftest import make_settings, unique
 
 MiB = 1024 * 1024
@@ -76,6 +76,6 @@ async def test_checkpoints_of_long_turns_stay_within_the_budget(database_url: st
         for _ in range(12):
             contents = [("user", f"{uuid.uuid4().hex} " + "x" * LONG) for _ in range(20)]
             request = TurnRequest("tester", unique(), contents)
-            await (await resources.runs.start(request, stream=False)).result()
+            await (await resources.runs.submit(request)).result()
         # Twelve turns wrote 7 MB of text in their checkpoints; the cache keeps the budget.
         assert 0 < saver.cache_bytes <= budget

@@ -25,7 +25,7 @@ from app.settings import ModelSettings, ToolSettings
 from tests.conftest import free_port, make_settings, running_app, unique
 from tests.fakes import FakeChatServer, Reply, RotatingDatabricksCredentials
 from tests.integration.test_llm_providers import FOLLOW_UP, QUESTION, answer_from_memory, routine
-from tests.integration.test_streaming import parse_sse
+from tests.sse import parse_sse
 
 TOKEN = "dapi-test-token"
 ENDPOINT = "my-claude"

@@ -5,8 +5,10 @@ and the Dockerfile by its structure."""
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.conftest import system_tool
+from tests.faults.processes import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +40,7 @@ def test_compose_starts_the_service_on_a_healthy_pgvector_database() -> None:
     config = _compose_config()
     db, agent = config["services"]["db"], config["services"]["agent"]
 
-    assert db["image"] == "pgvector/pgvector:pg16"
+    assert re.fullmatch(r"pgvector/pgvector:\d+\.\d+\.\d+-pg16", db["image"]), "a pinned release"
     assert "pg_isready" in " ".join(db["healthcheck"]["test"])
     [volume] = db["volumes"]
     assert volume.split(":")[:2] == ["pgdata", "/var/lib/postgresql/data"]
@@ -67,7 +70,12 @@ def test_dockerfile_is_multi_stage_locked_non_root_and_health_checked() -> None:
     stages = [args for op, args in instructions if op == "FROM"]
     assert len(stages) == 2
     assert all(s.startswith("python:${PYTHON_VERSION}-slim") for s in stages)
-    assert ("ARG", "PYTHON_VERSION=3.11") in instructions
+    assert all(s.startswith("python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}") for s in stages)
+    [version] = [
+        args.split("=", 1)[1] for op, args in instructions if op == "ARG" and args.startswith("PYTHON_")
+    ]
+    assert re.fullmatch(r"3\.11\.\d+", version), "a pinned patch release"
+    assert ("ARG", "DEBIAN_RELEASE=bookworm") in instructions
     runs = [args for op, args in instructions if op == "RUN"]
     syncs = [r for r in runs if r.startswith("uv sync")]
     assert syncs and all("--locked" in r and "--no-dev" in r for r in syncs)
@@ -79,7 +87,7 @@ def test_dockerfile_is_multi_stage_locked_non_root_and_health_checked() -> None:
     env = " ".join(args for op, args in runtime if op == "ENV")
     assert "HOST=0.0.0.0" in env
     [healthcheck] = [args for op, args in runtime if op == "HEALTHCHECK"]
-    assert "/readyz" in healthcheck and "curl" not in healthcheck
+    assert "/healthz" in healthcheck and "curl" not in healthcheck
     [cmd] = [args for op, args in runtime if op == "CMD"]
     assert cmd == '["lakebase-memory-agent", "serve"]'
 
@@ -102,8 +110,32 @@ def test_everything_the_dockerfile_copies_reaches_the_build_context() -> None:
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
-    # The healthcheck's one-liner is valid Python.
+
+
+def _probes() -> dict[str, str]:
+    """The Python one-liners of the image's health check (liveness) and of compose's (readiness)."""
     [healthcheck] = [args for op, args in _instructions() if op == "HEALTHCHECK"]
-    code = re.search(r'"-c", "(.*)"\]', healthcheck)
-    assert code is not None
-    compile(code[1], "healthcheck", "exec")
+    liveness = re.search(r'"-c", "(.*)"\]', healthcheck)
+    assert liveness is not None
+    test = _compose_config()["services"]["agent"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    return {"liveness": liveness[1], "readiness": test[3]}
+
+
+def test_the_health_checks_probe_liveness_and_readiness_of_a_running_service(database_url: str) -> None:
+    probes = _probes()
+    assert "/healthz" in probes["liveness"] and "/readyz" in probes["readiness"]
+
+    def probe(code: str, port: int) -> int:
+        env = {"PATH": os.environ["PATH"], "PORT": str(port)}
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, timeout=30
+        ).returncode
+
+    with running_service(database_url) as service:
+        assert {name: probe(code, service.port) for name, code in probes.items()} == {
+            "liveness": 0,
+            "readiness": 0,
+        }
+    # Nothing listening any more: both fail, so an orchestrator would notice.
+    assert all(probe(code, service.port) != 0 for code in probes.values())

@@ -15,11 +15,11 @@ from app.agent.tools import USER_TOOL, build_local_tools, parse_fields
 from app.agent.window import INTERRUPTED_TOOL_RESULT
 from app.lifespan import open_resources
 from app.memory.pool import open_database
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from app.settings import ModelSettings
 from tests.conftest import make_settings, running_app, unique
 from tests.fakes import ChatRequest, FakeChatServer, Reply, Script, broken_threat_tool, hanging_threat_tool
-from tests.integration.test_streaming import parse_sse
+from tests.sse import parse_sse
 
 API_KEY = "sk-test-123"
 MODEL = "gpt-test"
@@ -157,10 +157,10 @@ async def test_failing_and_hanging_tools_become_results_the_model_reads(database
         answers = []
         for threat_tool in (broken_threat_tool(), hanging_threat_tool()):
             async with open_resources(settings, tools=[threat_tool, *user_tool]) as resources:
-                handle = await resources.runs.start(
-                    TurnRequest("tester", unique(), [("user", "Latest DDoS threat?")]), stream=False
+                handle = await resources.runs.submit(
+                    TurnRequest("tester", unique(), [("user", "Latest DDoS threat?")], stream=False)
                 )
-                answers.append((await handle.result())["messages"][-1]["content"])
+                answers.append((await handle.result()).messages[-1].content)
     assert server.violations == []
     assert answers == [
         "The lookup failed: get_cyber_threat_info failed: the tool raised ConnectionError",

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.lifespan import open_resources
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from tests.conftest import make_settings, scratch_database, unique
 from tests.faults.processes import ROOT, run_cli
 
@@ -110,8 +110,8 @@ async def test_csv_and_parquet_load_and_the_agent_answers_from_them(url: str, tm
     settings = make_settings(url)
     async with open_resources(settings) as resources:
         request = TurnRequest("tester", unique(), [("user", "Who committed the latest malware threat?")])
-        result = await (await resources.runs.start(request, stream=False)).result()
-    assert "Bo Chen" in result["messages"][-1]["content"]
+        result = await (await resources.runs.submit(request)).result()
+    assert "Bo Chen" in result.messages[-1].content
     assert _count(url, "user_info") == 2 and _count(url, "cyber_threat_detection") == 1
 
 

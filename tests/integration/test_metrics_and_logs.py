@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.lifespan import open_resources
 from app.observability.logging import JsonFormatter
-from app.services.turn import TurnRequest
+from app.services.run_model import TurnRequest
 from tests.conftest import free_port, make_settings, running_app, unique
 from tests.fakes import ExplodingModel
 
@@ -99,7 +99,7 @@ async def test_failed_turns_are_counted_by_code_and_logged_with_a_stack(
     async with open_resources(
         make_settings(database_url), model=ExplodingModel(fail_on=1), metrics=metrics
     ) as res:
-        handle = await res.runs.start(TurnRequest("o", unique(), [("user", QUESTION)]), stream=False)
+        handle = await res.runs.submit(TurnRequest("o", unique(), [("user", QUESTION)], stream=False))
         with caplog.at_level(logging.INFO), pytest.raises(Exception, match="failed to complete"):
             await handle.result()
     found = samples(metrics.render()[0].decode())

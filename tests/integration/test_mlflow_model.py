@@ -81,9 +81,8 @@ def _env(tmp: Path, database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def logged_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    tmp = tmp_path_factory.mktemp("mlflow")
+def _log_model(tmp: Path, database_url: str) -> str:
+    """Run deploy/log_model.py as the job does; the logged model's URI."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "deploy" / "log_model.py"), "--experiment", "lakebase-memory-agent"],
         env=_env(tmp, database_url),
@@ -95,7 +94,13 @@ def logged_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     assert done.returncode == 0, done.stderr[-4000:]
     uri = done.stdout.strip().splitlines()[-1].removeprefix("model_uri: ")
     assert uri.startswith("models:/"), done.stdout
-    return uri, tmp
+    return uri
+
+
+@pytest.fixture(scope="module")
+def logged_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    tmp = tmp_path_factory.mktemp("mlflow")
+    return _log_model(tmp, database_url), tmp
 
 
 def _run(logged: tuple[str, Path], database_url: str, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -234,3 +239,23 @@ def test_logged_model_rejects_a_second_turn_on_a_busy_thread(
 
     assert bad["code"] == "invalid_input"
     assert "custom_inputs.thread_id" in bad["message"]
+
+
+def test_logging_again_runs_the_input_example_on_the_same_thread_not_a_new_one(
+    logged_model: tuple[str, Path], database_url: str
+) -> None:
+    def example_thread() -> tuple[int, int]:
+        with psycopg.connect(database_url) as conn:
+            threads = conn.execute("SELECT count(*) FROM lma_threads WHERE owner = %s", (OWNER,)).fetchone()
+            example = conn.execute(
+                "SELECT turn_count FROM lma_threads WHERE owner = %s AND thread_id = %s",
+                (OWNER, "log-model-input-example"),
+            ).fetchone()
+        assert threads is not None and example is not None, "the input example ran on its fixed thread"
+        return int(threads[0]), int(example[0])
+
+    threads_before, turns_before = example_thread()
+    _log_model(logged_model[1], database_url)
+    threads_after, turns_after = example_thread()
+    assert threads_after == threads_before
+    assert turns_after > turns_before

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
 
 from tests.conftest import make_settings, real_server, running_app, unique
-
-
-def parse_sse(text: str) -> list[tuple[str, str, dict]]:
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.split("\n"):
-            if line.startswith(":") or ":" not in line:
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value[1:] if value.startswith(" ") else value
-        if "event" in fields:
-            events.append((fields["event"], fields.get("id", ""), json.loads(fields["data"])))
-    return events
+from tests.sse import parse_sse
 
 
 async def test_stream_emits_typed_events_in_order(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,136 @@
+"""The run event log: every event of a run, in order, append-only.
+
+A row is a batch of consecutive events (`seq`..`last_seq`, as a JSON array of `[kind, data]`),
+so a token stream costs one row per batch, not per token, and a turn answered as JSON stores
+its whole log in one row. A run's events are written by the process executing it, and a run's
+last events by the statement that finishes it (`app.memory.execution`), so a finished run always
+has its whole log. Joiners on any replica read by `seq` and are woken by `LISTEN/NOTIFY` on
+`CHANNEL`: every write notifies `e <run_id> <last seq>` in its own transaction, so a joiner that
+subscribes first and then reads misses nothing. Events are kept for RUN_EVENTS_TTL_SECONDS
+after the run finished.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from app.memory.pool import Pool
+
+TERMINAL_KINDS = ("done", "error")
+
+# One channel for everything about runs: `e <run_id> <seq>` events stored, `c <run_id>` cancel
+# requested, `q` a queued run may be startable.
+CHANNEL = "lma_runs"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    kind: str
+    data: dict[str, Any]
+
+
+def event_rows(events: Sequence[StoredEvent]) -> dict[str, Any]:
+    """A batch as the parameters of `insert_events_cte` (no row when `events` is empty)."""
+    return {
+        "ev_first": events[0].seq if events else None,
+        "ev_last": events[-1].seq if events else None,
+        "ev_terminal": any(e.kind in TERMINAL_KINDS for e in events),
+        "ev_body": Jsonb([[e.kind, e.data] for e in events]),
+    }
+
+
+def insert_events_cte(guard: str) -> str:
+    """A CTE storing the batch of `event_rows` for run %(run)s, when `guard` (a CTE) has a row."""
+    return (
+        "INSERT INTO lma_run_events (run_id, seq, last_seq, terminal, events)"
+        f"  SELECT %(run)s, %(ev_first)s, %(ev_last)s, %(ev_terminal)s, %(ev_body)s FROM {guard}"
+        "  WHERE %(ev_first)s::int IS NOT NULL"
+        "  ON CONFLICT (run_id, seq) DO NOTHING"
+    )
+
+
+# A select-list expression notifying joiners that run %(run)s has events up to the batch's last.
+# Values travel as parameters: a statement's text never changes, so it stays prepared.
+NOTIFY_EVENTS_SQL = (
+    f"pg_notify('{CHANNEL}', 'e ' || %(run)s::text || ' ' || coalesce(%(ev_last)s::int, 0)::text)"
+)
+
+
+# The terminal event a process writes for a run whose executor is gone (cancelled while pending,
+# or its worker lost): after whatever the log holds, unless the log is already closed.
+CLOSE_LOG_SQL = (
+    "INSERT INTO lma_run_events (run_id, seq, last_seq, terminal, events)"
+    " SELECT r.run_id, n.seq, n.seq, true,"
+    "   jsonb_build_array(jsonb_build_array('error',"
+    "     jsonb_build_object('code', r.error_code, 'message', r.error_message)))"
+    " FROM lma_runs r,"
+    "   LATERAL (SELECT coalesce(max(e.last_seq), 0) + 1 AS seq FROM lma_run_events e"
+    "     WHERE e.run_id = r.run_id) AS n"
+    " WHERE r.run_id = ANY(%(closing)s)"
+    "   AND NOT EXISTS (SELECT 1 FROM lma_run_events e WHERE e.run_id = r.run_id AND e.terminal)"
+    " ON CONFLICT (run_id, seq) DO NOTHING"
+)
+
+
+class RunEventLog:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def append(self, run_id: uuid.UUID, events: Sequence[StoredEvent]) -> None:
+        """Store a batch of a running run's events and wake its joiners (one round trip)."""
+        if not events:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                f"WITH added AS ({insert_events_cte('(SELECT 1) AS one')}) SELECT {NOTIFY_EVENTS_SQL}",
+                {"run": run_id, **event_rows(events)},
+            )
+
+    async def read(self, run_id: uuid.UUID, *, after: int, batches: int = 100) -> list[StoredEvent]:
+        """The stored events after `after`, in order (up to `batches` rows of them)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT seq, events FROM lma_run_events WHERE run_id = %s AND last_seq > %s"
+                " ORDER BY seq LIMIT %s",
+                (run_id, after, batches),
+            )
+            rows = await cur.fetchall()
+        events: list[StoredEvent] = []
+        for first, batch in rows:
+            assert isinstance(first, int) and isinstance(batch, list)
+            for offset, (kind, data) in enumerate(batch):
+                if first + offset > after:
+                    events.append(StoredEvent(seq=first + offset, kind=str(kind), data=data))
+        return events
+
+    async def closed(self, run_id: uuid.UUID) -> bool:
+        """Whether the run's log holds its terminal event."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM lma_run_events WHERE run_id = %s AND terminal LIMIT 1", (run_id,)
+            )
+            return await cur.fetchone() is not None
+
+    async def prune(self, *, older_than_seconds: int, batch: int) -> int:
+        """Delete the events of runs that finished more than `older_than_seconds` ago."""
+        total = 0
+        while True:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "DELETE FROM lma_run_events WHERE run_id IN ("
+                    "  SELECT r.run_id FROM lma_runs r"
+                    "  WHERE r.finished_at < now() - make_interval(secs => %s)"
+                    "    AND EXISTS (SELECT 1 FROM lma_run_events e WHERE e.run_id = r.run_id)"
+                    "  LIMIT %s)",
+                    (older_than_seconds, batch),
+                )
+                deleted = cur.rowcount
+            total += max(deleted, 0)
+            if deleted <= 0:
+                return total

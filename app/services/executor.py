@@ -1,0 +1,374 @@
+"""Executing a claimed run in this process: the graph, the lease heartbeat, the commit.
+
+A run executes in its own task, detached from any request: a client that disconnects does not
+cancel it. A run that fails, times out or is cancelled is not saved at all: the thread's head
+stays at the last completed checkpoint and the next turn starts from there. Whatever happens,
+the run ends with exactly one terminal event, written by the statement that finishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphRecursionError
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Overwrite
+
+from app.agent.graph import HISTORY_KEY
+from app.agent.messages import text_of, to_langchain, to_stored
+from app.errors import (
+    CheckpointNotFound,
+    RunCancelled,
+    ServiceError,
+    ServiceUnavailable,
+    TurnFailed,
+    TurnTimeout,
+    as_service_error,
+)
+from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints
+from app.memory.execution import ExecutionStore
+from app.memory.run_events import RunEventLog
+from app.memory.runs import RunStore, TurnStart
+from app.memory.threads import ThreadRecord
+from app.observability.metrics import Metrics, timed_checkpoint_write
+from app.services.events import (
+    MessageCompleted,
+    RunDone,
+    RunFailed,
+    RunStarted,
+    TokenDelta,
+    ToolCallStarted,
+    ToolResult,
+    TurnEvent,
+)
+from app.services.history_cache import HistoryCache
+from app.services.live_run import LiveRun
+from app.services.run_model import TurnRequest, TurnResult
+from app.settings import RunSettings
+
+logger = logging.getLogger(__name__)
+
+Graph = CompiledStateGraph[Any, Any, Any, Any]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A claimed run: this process holds its thread's lease."""
+
+    run_id: uuid.UUID
+    thread: ThreadRecord
+    request: TurnRequest
+    start: TurnStart | None  # None: found when the run starts (a queued run)
+    live_events: bool  # token and step events as they happen (someone streams, or may join)
+
+
+def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[TurnEvent]:
+    """Tool-call, tool-result and complete-message events for new messages of a step."""
+    events: list[TurnEvent] = []
+    for message in messages:
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                events.append(
+                    ToolCallStarted(
+                        message_id=message.id or "",
+                        tool_call_id=call["id"] or "",
+                        name=call["name"],
+                        args=call["args"],
+                    )
+                )
+            events.append(MessageCompleted(message=to_stored(message, seq=-1, run_id=run_id)))
+        elif isinstance(message, ToolMessage):
+            events.append(
+                ToolResult(
+                    message_id=message.id or "",
+                    tool_call_id=message.tool_call_id,
+                    name=message.name or "",
+                    content=text_of(message),
+                )
+            )
+    return events
+
+
+def _update_messages(payload: dict[str, Any]) -> list[BaseMessage]:
+    found: list[BaseMessage] = []
+    for update in payload.values():
+        if isinstance(update, dict):
+            found.extend(m for m in update.get("messages", []) if isinstance(m, BaseMessage))
+    return found
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        graph: Graph,
+        store: ExecutionStore,
+        runs: RunStore,
+        log: RunEventLog,
+        history_cache: HistoryCache,
+        settings: RunSettings,
+        metrics: Metrics | None,
+        log_content: bool,
+    ) -> None:
+        self._graph = graph
+        self._store = store
+        self._runs = runs
+        self._log = log
+        self._history_cache = history_cache
+        self._settings = settings
+        self._metrics = metrics
+        self._log_content = log_content
+        self.live: dict[uuid.UUID, LiveRun] = {}
+        self.closing = False
+        # A moving average of completed turns' duration (for Retry-After on a busy thread).
+        self.typical_turn_seconds = 2.0
+
+    def launch(self, execution: Execution) -> LiveRun:
+        live = LiveRun(execution.run_id, execution.request.thread_id)
+        live.result.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+        self.live[execution.run_id] = live
+        live.task = asyncio.create_task(self._execute(live, execution), name=f"run-{execution.run_id}")
+        return live
+
+    def cancel_local(self, run_id: uuid.UUID) -> bool:
+        """Stop a run executing here (it was cancelled); False if it does not run here."""
+        live = self.live.get(run_id)
+        if live is None or live.task is None:
+            return False
+        live.cancel_requested = True
+        # A commit in flight is never interrupted: it finds the lease gone and writes nothing.
+        if not live.committing:
+            live.task.cancel()
+        return True
+
+    async def _execute(self, live: LiveRun, execution: Execution) -> None:
+        live.emit(RunStarted(run_id=str(execution.run_id), thread_id=execution.request.thread_id))
+        if execution.live_events:
+            live.store_in_batches(self._log, self._settings.events_flush_ms / 1000)
+        heartbeat = asyncio.create_task(self._heartbeat(live, execution))
+        started = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.turns_started.inc()
+        try:
+            async with asyncio.timeout(self._settings.turn_timeout_seconds):
+                result = await self._run_graph(live, execution)
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded; none escapes
+            error = self._classify(exc, live)
+            await self._record_failure(live, execution, error)
+            self._log_turn(execution, started, error_code=error.code, result=None)
+            live.result.set_exception(error)
+        else:
+            elapsed = time.perf_counter() - started
+            self.typical_turn_seconds = 0.9 * self.typical_turn_seconds + 0.1 * elapsed
+            if self._metrics is not None:
+                self._metrics.turns_completed.inc()
+                self._metrics.turn_latency.observe(elapsed)
+            self._log_turn(execution, started, error_code=None, result=result)
+            live.result.set_result(result)
+        finally:
+            heartbeat.cancel()
+            if not live.result.done():  # cancelled again while recording its failure
+                live.result.set_exception(ServiceUnavailable("The turn was interrupted; nothing was saved."))
+            live.finish()
+            self.live.pop(execution.run_id, None)
+
+    def _classify(self, exc: BaseException, live: LiveRun) -> ServiceError:
+        if live.cancel_requested:
+            return RunCancelled("The run was cancelled; nothing was saved.")
+        if live.lease_lost:
+            return TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
+        if isinstance(exc, TimeoutError):
+            return TurnTimeout("The turn took longer than TURN_TIMEOUT_SECONDS; nothing was saved.")
+        if isinstance(exc, asyncio.CancelledError):
+            return ServiceUnavailable("The turn was interrupted by a shutdown; nothing was saved.")
+        if isinstance(exc, GraphRecursionError):
+            return TurnFailed("The agent exceeded RECURSION_LIMIT steps; nothing was saved.")
+        mapped = as_service_error(exc)
+        if mapped is not None:
+            return mapped
+        logger.exception("turn failed", exc_info=exc)
+        return TurnFailed("The agent failed to complete the turn; nothing was saved.")
+
+    async def _record_failure(self, live: LiveRun, execution: Execution, error: ServiceError) -> None:
+        status = "timeout" if isinstance(error, TurnTimeout) else "error"
+        last = live.numbered([RunFailed(code=error.code, message=error.message)])
+        if self._metrics is not None:
+            self._metrics.turns_failed.labels(code=error.code).inc()
+        # While the database is away keep trying (then the reaper finishes it); not at shutdown.
+        attempts = 1 if self.closing else int(self._settings.lease_seconds * 4)
+        for attempt in range(attempts):
+            try:
+                events = await live.unstored(last)
+                await asyncio.shield(
+                    self._store.fail(
+                        execution.thread.thread_key,
+                        execution.run_id,
+                        status=status,
+                        code=error.code,
+                        message=error.message,
+                        events=events,
+                    )
+                )
+                break
+            except Exception:  # noqa: BLE001 - the database is away: keep trying, then the reaper
+                if attempt == 0:
+                    logger.warning("recording the failure of run %s failed; retrying", execution.run_id)
+                await asyncio.sleep(0.5)
+        live.publish(last)
+
+    async def _heartbeat(self, live: LiveRun, execution: Execution) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await self._store.renew(
+                    execution.thread.thread_key, execution.run_id, self._settings.lease_seconds
+                )
+            except Exception:  # noqa: BLE001 - a blip; the next beat retries before expiry
+                logger.warning("lease renewal failed for run %s", execution.run_id)
+                continue
+            if not held and live.task is not None and not live.committing:
+                # Cancelled (its notification lost) or taken over: it cannot commit; stop now.
+                live.lease_lost = True
+                live.task.cancel()
+                return
+
+    async def _run_graph(self, live: LiveRun, execution: Execution) -> TurnResult:
+        request = execution.request
+        inputs = [to_langchain(role, content) for role, content in request.messages]
+        thread = execution.thread
+        start = execution.start
+        if start is None:
+            try:
+                start = await self._runs.start_of(thread, request.checkpoint_id)
+            except LookupError:
+                raise CheckpointNotFound(request.thread_id, request.checkpoint_id or "") from None
+        # The thread's memory is its transcript; the model gets the recent part of it before
+        # this turn's messages (the graph state holds one turn, so it stays small).
+        earlier = await self._history_cache.window(thread.thread_key, branch=start.branch, end_seq=start.seq)
+        staged = StagedCheckpoints()
+        configurable: dict[str, Any] = {
+            "thread_id": str(thread.thread_key),
+            HISTORY_KEY: earlier,
+            # The head we know completed is the thread's latest checkpoint, never the newest row,
+            # which could be a partial one of a crashed run.
+            HEAD_KEY: thread.head_checkpoint_id,
+            # The checkpoint is written by the commit below, with the transcript and the head.
+            STAGE_KEY: staged,
+        }
+        if start.fork:
+            configurable["checkpoint_id"] = start.checkpoint_id
+        config: RunnableConfig = {
+            "configurable": configurable,
+            "metadata": {"run_id": str(execution.run_id)},
+            "recursion_limit": self._settings.recursion_limit,
+            "run_id": execution.run_id,
+        }
+        final: list[BaseMessage] = []
+        checkpoint_id: str | None = None
+        stream: AsyncIterator[tuple[str, Any]] = self._graph.astream(  # type: ignore[assignment]
+            # Overwrite: the state starts empty each turn, with only this turn's input.
+            {"messages": Overwrite(inputs)},
+            config,
+            # Token and step events only when someone may watch: without a "messages" consumer
+            # the model is called without streaming, which costs less.
+            stream_mode=["messages", "updates", "checkpoints"] if execution.live_events else ["checkpoints"],
+            durability="exit",
+        )
+        async for mode, payload in stream:
+            if mode == "checkpoints":
+                checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
+                final = payload["values"].get("messages", [])
+            elif mode == "messages":
+                chunk = payload[0]
+                if isinstance(chunk, AIMessageChunk) and (delta := text_of(chunk)):
+                    live.emit(TokenDelta(message_id=chunk.id or "", delta=delta))
+            elif mode == "updates":
+                for event in step_events(execution.run_id, _update_messages(payload)):
+                    live.emit(event)
+        assert checkpoint_id is not None and checkpoint_id == staged.last_id
+        new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(final)]
+        result = TurnResult(
+            thread_id=request.thread_id,
+            run_id=str(execution.run_id),
+            checkpoint_id=checkpoint_id,
+            messages=tuple(new),
+        )
+        # Without live events, the log gets the turn's steps now, from its messages.
+        steps = [] if execution.live_events else step_events(execution.run_id, final[len(inputs) :])
+        done = RunDone(
+            run_id=result.run_id,
+            thread_id=result.thread_id,
+            checkpoint_id=checkpoint_id,
+            new_messages=len(new),
+        )
+        last = live.numbered([*steps, done])
+        live.committing = True
+        # The commit writes the turn's checkpoint: its latency is the checkpoint write's.
+        with timed_checkpoint_write(self._metrics):
+            committed = await self._store.complete(
+                thread_key=thread.thread_key,
+                run_id=execution.run_id,
+                checkpoint_id=checkpoint_id,
+                start=start,
+                messages=new,
+                staged=staged,
+                events=await live.unstored(last),
+            )
+        if committed is None:
+            live.committing = False
+            if live.cancel_requested:
+                raise RunCancelled("The run was cancelled; nothing was saved.")
+            raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
+        live.publish(last)
+        self._history_cache.remember(
+            thread.thread_key,
+            branch=committed.branch,
+            end_seq=committed.message_count,
+            before=earlier,
+            turn=final,
+        )
+        return result
+
+    def _log_turn(
+        self, execution: Execution, started: float, *, error_code: str | None, result: TurnResult | None
+    ) -> None:
+        """One structured line per turn; message content only when LOG_CONTENT is on."""
+        request = execution.request
+        fields: dict[str, Any] = {
+            "thread_id": request.thread_id,
+            "run_id": str(execution.run_id),
+            "owner": request.owner,
+            "status": "failed" if error_code else "completed",
+            "error_code": error_code,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "forked_from": request.checkpoint_id,
+        }
+        if result is not None:
+            fields["checkpoint_id"] = result.checkpoint_id
+            fields["new_messages"] = len(result.messages)
+            fields["tool_calls"] = sum(len(m.tool_calls or []) for m in result.messages)
+        if self._log_content:
+            fields["input"] = [content for _, content in request.messages]
+            if result is not None and result.messages:
+                fields["answer"] = result.messages[-1].content
+        logger.info("turn", extra=fields)
+
+    async def drain(self, grace: float) -> None:
+        """Let running turns finish within `grace` seconds, cancel the rest (not saved)."""
+        self.closing = True
+        tasks = {live.task for live in self.live.values() if live.task is not None}
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

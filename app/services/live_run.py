@@ -1,0 +1,109 @@
+"""A run executing in this process: its events as they happen, for joiners in this process, and
+the batched writes that store them for joiners everywhere else.
+
+Events are numbered here, by the only writer of a running run's log, so a joiner reading from
+memory and one reading from the log see the same ids. Batches are written one at a time, in
+order (a joiner reading the log never sees a later batch before an earlier one), and what is
+left when the run ends goes into the statement that finishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from app.memory.run_events import RunEventLog, StoredEvent
+from app.services.events import RunEvent, TurnEvent, event_json, event_kind
+from app.services.run_model import TurnResult
+
+logger = logging.getLogger(__name__)
+
+
+def stored(events: list[RunEvent]) -> list[StoredEvent]:
+    return [StoredEvent(seq=e.seq, kind=event_kind(e.event), data=event_json(e.event)) for e in events]
+
+
+class LiveRun:
+    def __init__(self, run_id: uuid.UUID, thread_id: str) -> None:
+        self.run_id = run_id
+        self.thread_id = thread_id
+        self.events: list[RunEvent] = []
+        self.result: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
+        self.cancel_requested = False
+        self.lease_lost = False
+        self.committing = False  # the statement that saves it is in flight: do not interrupt
+        self.task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._flushed = 0  # events[:_flushed] are stored
+        self._finished = False
+        self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def numbered(self, events: list[TurnEvent]) -> list[RunEvent]:
+        """The next events with their ids, not yet published (a run's last events are stored
+        by the statement that finishes it, and shown only once that has committed)."""
+        start = len(self.events) + 1
+        return [RunEvent(seq=start + i, event=e) for i, e in enumerate(events)]
+
+    def publish(self, events: list[RunEvent]) -> None:
+        assert not events or events[0].seq == len(self.events) + 1
+        self.events.extend(events)
+        # Wake everyone waiting for this run's next event, then wait on a fresh event.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def emit(self, event: TurnEvent) -> None:
+        self.publish(self.numbered([event]))
+
+    def finish(self) -> None:
+        self._finished = True
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def follow(self, *, after: int) -> AsyncIterator[RunEvent]:
+        """This run's events after `after`, live, until its terminal event."""
+        position = after
+        while True:
+            waiter = self._changed
+            while position < len(self.events):
+                event = self.events[position]
+                position += 1
+                yield event
+                if event.terminal:
+                    return
+            if self._finished:
+                return
+            await waiter.wait()
+
+    # -- storing -----------------------------------------------------------------------------
+
+    def store_in_batches(self, log: RunEventLog, interval: float) -> None:
+        self._flusher = asyncio.create_task(self._flush_every(log, interval), name=f"events-{self.run_id}")
+
+    async def _flush_every(self, log: RunEventLog, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                # Shielded: stopping the writer never interrupts a batch half-written.
+                await asyncio.shield(self._flush(log))
+            except Exception:  # noqa: BLE001 - kept in memory; the next batch or the commit stores them
+                logger.warning("storing events of run %s failed; will retry", self.run_id)
+
+    async def _flush(self, log: RunEventLog) -> None:
+        async with self._flush_lock:
+            end = len(self.events)
+            if end > self._flushed:
+                await log.append(self.run_id, stored(self.events[self._flushed : end]))
+                self._flushed = end
+
+    async def unstored(self, last: list[RunEvent]) -> list[StoredEvent]:
+        """Stop the batch writer; what it has not stored, then `last` (for the finishing statement)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        async with self._flush_lock:
+            return stored(self.events[self._flushed :] + last)

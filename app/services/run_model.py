@@ -1,0 +1,107 @@
+"""The one typed run model every transport maps from: what a turn asks for (`TurnRequest`),
+the run resource (`Run`, shaped on the LangGraph Agent Protocol's Run), and a completed turn's
+result (`TurnResult`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from app.memory.runs import RunQuery as RunQuery  # the query of a page of runs, for every transport
+from app.memory.runs import RunRecord
+from app.memory.transcript import StoredMessage
+from app.settings import MultitaskStrategy
+
+RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "success", "error", "timeout", "interrupted")
+
+# The Agent Protocol names assistants by a UUID derived from the graph's name (as LangGraph's
+# own server does), so an assistant id is stable across restarts and replicas.
+_GRAPH_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+BUILTIN_GRAPH = "agent"
+
+
+def assistant_id_of(graph_name: str) -> str:
+    return str(uuid.uuid5(_GRAPH_NAMESPACE, graph_name))
+
+
+BUILTIN_ASSISTANT_ID = assistant_id_of(BUILTIN_GRAPH)
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    owner: str
+    thread_id: str
+    messages: list[tuple[str, str]]  # (role, content)
+    checkpoint_id: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    multitask_strategy: MultitaskStrategy | None = None  # None: the MULTITASK_STRATEGY setting
+    background: bool = False
+    stream: bool = False  # someone reads the events live: token and step events are produced
+    assistant_id: str = BUILTIN_ASSISTANT_ID
+
+    def stored_input(self) -> dict[str, Any]:
+        """What a queued run needs to run later, in any process."""
+        return {"messages": [list(m) for m in self.messages], "checkpoint_id": self.checkpoint_id}
+
+    @staticmethod
+    def messages_of(stored: dict[str, Any] | None) -> list[tuple[str, str]]:
+        return [(str(role), str(content)) for role, content in (stored or {}).get("messages", [])]
+
+
+@dataclass(frozen=True)
+class RunError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    error: RunError | None
+    checkpoint_id: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("pending", "running")
+
+    @classmethod
+    def of(cls, record: RunRecord) -> Run:
+        status: RunStatus = next((s for s in RUN_STATUSES if s == record.status), "error")
+        error = (
+            RunError(code=record.error_code, message=record.error_message or record.error_code)
+            if record.error_code is not None
+            else None
+        )
+        return cls(
+            run_id=str(record.run_id),
+            thread_id=record.thread_id,
+            assistant_id=record.assistant_id or BUILTIN_ASSISTANT_ID,
+            status=status,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            metadata=record.metadata,
+            multitask_strategy=record.multitask_strategy,
+            error=error,
+            checkpoint_id=record.checkpoint_id,
+        )
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """A completed turn: its new messages (input, tool calls, tool results, answer) in order."""
+
+    thread_id: str
+    run_id: str
+    checkpoint_id: str
+    messages: tuple[StoredMessage, ...]
