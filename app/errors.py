@@ -246,7 +246,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     parts = []
     for err in errors[:5]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+        # pydantic prefixes our validators' messages with "Value error, ": noise for a client.
+        parts.append(f"{loc or 'body'}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return 422, "invalid_input", "; ".join(parts) or "The request is invalid."
 
 

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.agent.messages import stored_to_json
 from app.api.deps import THREAD_ID_PATTERN
+from app.errors import InvalidInput
 from app.services.run_model import Run, RunStatus, TurnResult
-from app.services.storable import unstorable_reason
+from app.services.storable import check_servable_json, clip_json, unstorable_reason
 from app.settings import MultitaskStrategy
 
 
@@ -139,6 +140,17 @@ class TurnIn(BaseModel):
 
     _check_content = field_validator("content", "checkpoint_id")(_storable)
 
+    @field_validator("metadata")
+    @classmethod
+    def _servable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Stored on the run and listed with it: what cannot be stored or served back is refused
+        # here, before the run exists.
+        try:
+            check_servable_json(value, where="metadata")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return value
+
 
 class ToolCallOut(BaseModel):
     id: str
@@ -225,7 +237,7 @@ class RunOut(BaseModel):
             status=run.status,
             created_at=run.created_at,
             updated_at=run.updated_at,
-            metadata=run.metadata,
+            metadata=clip_json(run.metadata),
             multitask_strategy=run.multitask_strategy,
             error=RunErrorOut(code=run.error.code, message=run.error.message) if run.error else None,
             checkpoint_id=run.checkpoint_id,

@@ -38,7 +38,13 @@ def check_text(text: str, *, where: str) -> None:
         raise InvalidInput(f"{where} {reason}.")
 
 
-def check_json(value: Any, *, where: str, max_depth: int, max_keys: int) -> None:
+def check_servable_json(value: Any, *, where: str) -> None:
+    """What any stored JSON needs to be served back: storable strings and keys, and no deeper
+    than MAX_SHOWN_DEPTH (for values with no configured limit of their own, e.g. run metadata)."""
+    check_json(value, where=where, max_depth=MAX_SHOWN_DEPTH, max_keys=None)
+
+
+def check_json(value: Any, *, where: str, max_depth: int, max_keys: int | None) -> None:
     """Depth, total key count, and every key and string of a JSON value, without recursion (the
     value may be nested far deeper than Python's stack)."""
     keys = 0
@@ -51,10 +57,11 @@ def check_json(value: Any, *, where: str, max_depth: int, max_keys: int) -> None
         if not isinstance(item, Mapping | list):
             continue
         if depth >= max_depth:
-            raise InvalidInput(f"{where} is nested deeper than {max_depth} levels (MAX_METADATA_DEPTH).")
+            setting = " (MAX_METADATA_DEPTH)" if max_keys is not None else ""
+            raise InvalidInput(f"{where} is nested deeper than {max_depth} levels{setting}.")
         if isinstance(item, Mapping):
             keys += len(item)
-            if keys > max_keys:
+            if max_keys is not None and keys > max_keys:
                 raise InvalidInput(f"{where} has more than {max_keys} keys in all (MAX_METADATA_KEYS).")
             for key, child in item.items():
                 check_text(str(key), where=f"{where} (a key in it)")

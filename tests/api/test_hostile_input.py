@@ -56,6 +56,26 @@ async def test_deep_metadata_is_refused_before_it_is_written(http: httpx.AsyncCl
     assert (await http.get("/threads")).status_code == 200
 
 
+async def test_deep_run_metadata_is_refused_and_a_stored_one_still_lists(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    thread_id = unique()
+    refused = await http.post(
+        f"/threads/{thread_id}/messages", json={"content": "hi", "metadata": _nested(300)}
+    )
+    assert refused.status_code == 422 and "nested deeper" in refused.json()["error"]["message"]
+    done = await http.post(f"/threads/{thread_id}/messages", json={"content": "hi", "metadata": _nested(3)})
+    assert done.status_code == 200
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE lma_runs SET metadata = %s::jsonb WHERE run_id = %s",
+            (json.dumps(_nested(400)), done.json()["run_id"]),
+        )
+    listing = await http.get(f"/threads/{thread_id}/runs")
+    assert listing.status_code == 200, listing.text
+    assert CLIPPED in json.dumps(listing.json()[0]["metadata"])
+
+
 async def test_metadata_with_too_many_keys_is_refused(http: httpx.AsyncClient) -> None:
     many = {"k": [{str(i): i} for i in range(300)]}
     response = await http.post("/threads", json={"metadata": many})
@@ -95,6 +115,9 @@ SURROGATE_BODIES = [
     ("POST", "/threads/{thread}/messages", '{"content": "hi ' + LONE + '"}'),
     ("POST", "/threads/{thread}/messages", '{"messages": [{"role": "user", "content": "' + LONE + '"}]}'),
     ("POST", "/threads/{thread}/messages", '{"content": "hi", "checkpoint_id": "' + LONE + '"}'),
+    ("POST", "/threads/{thread}/messages", '{"content": "hi", "metadata": {"k": "' + LONE + '"}}'),
+    ("POST", "/threads/{thread}/messages", '{"content": "hi", "metadata": {"' + LONE + '": 1}}'),
+    ("PUT", "/threads/{thread}/feedback/{run}", '{"rating": "up", "comment": "' + LONE + '"}'),
     ("POST", "/invocations", '{"input": [{"role": "user", "content": "hi ' + LONE + '"}]}'),
     (
         "POST",
@@ -112,10 +135,13 @@ SURROGATE_BODIES = [
 async def test_a_lone_surrogate_in_any_string_field_is_422(
     http: httpx.AsyncClient, method: str, path: str, body: str
 ) -> None:
-    thread_id = unique()
-    if "{thread}" in path:
+    thread_id, run_id = unique(), ""
+    if "{run}" in path:
+        turn = await http.post(f"/threads/{thread_id}/messages", json={"content": "hi"})
+        run_id = turn.json()["run_id"]
+    elif "{thread}" in path:
         assert (await http.post("/threads", json={"thread_id": thread_id})).status_code == 201
-    response = await _raw(http, method, path.format(thread=thread_id), body)
+    response = await _raw(http, method, path.format(thread=thread_id, run=run_id), body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "invalid_input"
 
