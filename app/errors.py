@@ -125,6 +125,14 @@ class RunNotActive(ServiceError):
         )
 
 
+class RunStillActive(ServiceError):
+    status_code = 409
+    code = "run_active"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"Run {run_id!r} is still {status}; cancel it first.")
+
+
 class RunCancelled(ServiceError):
     """The run was cancelled (by a client, or by a newer run's interrupt/rollback strategy)."""
 

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from app.api import feedback, health, history, invocations, messages, operations, runs, threads
 from app.api.guards import BodyGuard, ConcurrencyCap, RejectNul
+from app.api.protocol import protocol_router
 from app.api.ui import mount_ui
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
@@ -46,6 +47,7 @@ def create_app(
     for module in (threads, messages, runs, history, feedback, health, operations):
         app.include_router(module.router)
     app.include_router(invocations.router)
+    app.include_router(protocol_router())
     mount_ui(app)
     if settings.server.cors_origins:
         app.add_middleware(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
@@ -24,6 +24,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+
+# typing_extensions: pydantic builds the graph's JSON schemas (served to protocol clients)
+# from it, and refuses typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
 
 from app.agent.model_errors import as_model_call_error
 from app.agent.tool_calls import current_turn, steps_exhausted, stop_repeating, tool_runner

@@ -34,6 +34,13 @@ def lease_free(alias: str = "") -> str:
     return f"({t}lease_run_id IS NULL OR {t}lease_expires_at < clock_timestamp())"
 
 
+# What a thread search may be ordered by, and the column each means.
+SEARCH_ORDERS = {
+    "thread_id": "thread_id",
+    "created_at": "created_at",
+    "updated_at": "last_activity_at",
+}
+
 # The checkpointer's tables (langgraph-checkpoint-postgres schema), keyed by our thread_key.
 CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
 
@@ -134,6 +141,31 @@ class ThreadRegistry:
         rows = rows[:limit]
         cursor = (rows[-1].last_activity_at, rows[-1].thread_id) if more and rows else None
         return ThreadPage(threads=rows, next_cursor=cursor)
+
+    async def search(
+        self,
+        owner: str,
+        *,
+        metadata: dict[str, Any],
+        busy: bool | None,
+        limit: int,
+        offset: int,
+        order_by: str,
+        descending: bool,
+    ) -> list[ThreadRecord]:
+        """The owner's threads whose metadata contains `metadata`, busy or idle (None: both),
+        ordered by `order_by` (one of SEARCH_ORDERS)."""
+        column = SEARCH_ORDERS[order_by]
+        direction = "DESC" if descending else "ASC"
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            await cur.execute(
+                f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %(owner)s AND metadata @> %(metadata)s"
+                f"  AND (%(busy)s::boolean IS NULL OR (NOT {lease_free()}) = %(busy)s)"
+                f" ORDER BY {column} {direction}, thread_id {direction} LIMIT %(limit)s OFFSET %(offset)s",
+                {"owner": owner, "metadata": Jsonb(metadata), "busy": busy, "limit": limit, "offset": offset},
+            )
+            return await cur.fetchall()
 
     async def update(
         self,

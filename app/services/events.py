@@ -21,6 +21,7 @@ from app.memory.transcript import StoredMessage
 class RunStarted:
     run_id: str
     thread_id: str
+    input: tuple[StoredMessage, ...] = ()  # the turn's new messages, with the ids they are saved under
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ def event_json(event: TurnEvent) -> dict[str, Any]:
     """The event's JSON payload (what the log stores and the SSE `data` carries)."""
     if isinstance(event, MessageCompleted):
         return stored_to_json(event.message)
+    if isinstance(event, RunStarted):
+        return {
+            "run_id": event.run_id,
+            "thread_id": event.thread_id,
+            "input": [stored_to_json(m) for m in event.input],
+        }
     return asdict(event)
 
 
@@ -123,6 +130,12 @@ def event_from_json(kind: str, data: dict[str, Any]) -> TurnEvent:
     """The inverse of (`event_kind`, `event_json`), for events read back from the log."""
     if kind == KINDS[MessageCompleted]:
         return MessageCompleted(message=_message_from_json(data))
+    if kind == KINDS[RunStarted]:
+        return RunStarted(
+            run_id=data["run_id"],
+            thread_id=data["thread_id"],
+            input=tuple(_message_from_json(m) for m in data.get("input", [])),
+        )
     cls = _BY_KIND[kind]
     event: TurnEvent = cls(**data)
     return event

@@ -9,6 +9,7 @@ the run ends with exactly one terminal event, written by the statement that fini
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -131,6 +132,10 @@ class Executor:
         # A moving average of completed turns' duration (for Retry-After on a busy thread).
         self.typical_turn_seconds = 2.0
 
+    @property
+    def graph(self) -> Graph:
+        return self._graph
+
     def launch(self, execution: Execution) -> LiveRun:
         live = LiveRun(execution.run_id, execution.request.thread_id)
         live.result.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
@@ -143,6 +148,8 @@ class Executor:
         live = self.live.get(run_id)
         if live is None or live.task is None:
             return False
+        if live.cancel_requested:
+            return True  # already stopping (cancelled here, then told again by notification)
         live.cancel_requested = True
         # A commit in flight is never interrupted: it finds the lease gone and writes nothing.
         if not live.committing:
@@ -150,7 +157,15 @@ class Executor:
         return True
 
     async def _execute(self, live: LiveRun, execution: Execution) -> None:
-        live.emit(RunStarted(run_id=str(execution.run_id), thread_id=execution.request.thread_id))
+        # The input's ids are given here, so the start event and the transcript agree on them.
+        inputs = [to_langchain(role, content) for role, content in execution.request.messages]
+        live.emit(
+            RunStarted(
+                run_id=str(execution.run_id),
+                thread_id=execution.request.thread_id,
+                input=tuple(to_stored(m, seq=-1, run_id=execution.run_id) for m in inputs),
+            )
+        )
         if execution.live_events:
             live.store_in_batches(self._log, self._settings.events_flush_ms / 1000)
         heartbeat = asyncio.create_task(self._heartbeat(live, execution))
@@ -159,10 +174,15 @@ class Executor:
             self._metrics.turns_started.inc()
         try:
             async with asyncio.timeout(self._settings.turn_timeout_seconds):
-                result = await self._run_graph(live, execution)
+                result = await self._run_graph(live, execution, inputs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded; none escapes
             error = self._classify(exc, live)
-            await self._record_failure(live, execution, error)
+            # Recorded whatever happens next: a second cancel (a shutdown) waits for it, so the
+            # run always ends with its status, its terminal event and its lease freed.
+            recording = asyncio.ensure_future(self._record_failure(live, execution, error))
+            while not recording.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(recording)
             self._log_turn(execution, started, error_code=error.code, result=None)
             live.result.set_exception(error)
         else:
@@ -241,9 +261,8 @@ class Executor:
                 live.task.cancel()
                 return
 
-    async def _run_graph(self, live: LiveRun, execution: Execution) -> TurnResult:
+    async def _run_graph(self, live: LiveRun, execution: Execution, inputs: list[BaseMessage]) -> TurnResult:
         request = execution.request
-        inputs = [to_langchain(role, content) for role, content in request.messages]
         thread = execution.thread
         start = execution.start
         if start is None:

@@ -21,6 +21,7 @@ from app.errors import (
     IdempotencyConflict,
     RunNotActive,
     RunNotFound,
+    RunStillActive,
     ServiceUnavailable,
     ThreadBusy,
     ThreadNotFound,
@@ -33,7 +34,7 @@ from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.metrics import Metrics
 from app.services.events import RunEvent
-from app.services.executor import Execution, Executor
+from app.services.executor import Execution, Executor, Graph
 from app.services.live_run import LiveRun
 from app.services.run_model import Run, TurnRequest, TurnResult
 from app.services.run_queue import RunQueue
@@ -89,6 +90,12 @@ class RunService:
         self._transcript = transcript
         self._settings = settings
         self._metrics = metrics
+        self._detached: set[asyncio.Task[list[str]]] = set()
+
+    @property
+    def graph(self) -> Graph:
+        """The compiled graph the runs execute (its drawing and schemas are public)."""
+        return self._executor.graph
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -327,6 +334,21 @@ class RunService:
             limit = self._settings.lease_seconds * 2 + 5
             await asyncio.gather(*(self._follower.finished(r, within=limit) for r in cancelled))
         return cancelled
+
+    async def delete(self, owner: str, thread_id: str, run_id: str) -> None:
+        """Remove a finished run and its events (an active one must be cancelled first)."""
+        record = await self.record(owner, thread_id, run_id)
+        if record.finished_at is None:
+            raise RunStillActive(run_id, record.status)
+        await self._runs.delete([record.run_id])
+
+    def cancel_soon(self, owner: str, run_id: str) -> None:
+        """Cancel a run from code that cannot wait (a stream whose client went away)."""
+        task = asyncio.create_task(
+            self.cancel_many(owner, run_ids=[run_id], thread_id=None, wait=False, rollback=False)
+        )
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

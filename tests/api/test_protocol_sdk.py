@@ -1,0 +1,194 @@
+"""The Agent Protocol through the official `langgraph-sdk` client, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+from app.api.protocol import PREFIX
+from tests.conftest import make_settings, real_server, unique
+
+QUESTION = "Who committed the latest malware threat?"
+ASK: dict[str, Any] = {"messages": [{"role": "user", "content": QUESTION}]}
+
+
+@pytest.fixture
+async def sdk(database_url: str) -> AsyncIterator[LangGraphClient]:
+    async with real_server(make_settings(database_url, model={"offline_token_delay_ms": 5})) as url:
+        client = get_client(url=url + PREFIX)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+async def wait(sdk: LangGraphClient, thread_id: str | None, content: Any) -> dict[str, Any]:
+    """`runs.wait` with one user message; the thread's values after it."""
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": content}]}
+    values = await (
+        sdk.runs.wait(None, "agent", input=body)
+        if thread_id is None
+        else sdk.runs.wait(thread_id, "agent", input=body)
+    )
+    assert isinstance(values, dict)
+    return values
+
+
+def contents_of(values: Any) -> list[dict[str, Any]]:
+    assert isinstance(values, dict)
+    messages: list[dict[str, Any]] = values["messages"]
+    return messages
+
+
+def contents(values: Any) -> list[tuple[str, Any]]:
+    return [(m["type"], m["content"]) for m in values["messages"]]
+
+
+async def test_assistants_info_and_ok(sdk: LangGraphClient) -> None:
+    found = await sdk.assistants.search()
+    assert [a["graph_id"] for a in found] == ["agent"]
+    assistant = await sdk.assistants.get("agent")
+    assert (
+        assistant["assistant_id"]
+        == found[0]["assistant_id"]
+        == (await sdk.assistants.get(assistant["assistant_id"]))["assistant_id"]
+    )
+    graph = await sdk.assistants.get_graph("agent")
+    assert {"agent", "tools"} <= {n["id"] for n in graph["nodes"]}
+    schemas = await sdk.assistants.get_schemas("agent")
+    assert schemas["input_schema"] is not None and "messages" in schemas["input_schema"]["properties"]
+    assert await sdk.assistants.search(graph_id="other") == []
+    with pytest.raises(httpx.HTTPStatusError) as missing:
+        await sdk.assistants.get("nope")
+    assert missing.value.response.status_code == 404
+    info = await sdk.http.get("/info")
+    assert info is not None and info["flags"]["assistants"] is True
+    assert await sdk.http.get("/ok") == {"ok": True}
+
+
+async def test_threads_create_get_update_search_delete(sdk: LangGraphClient) -> None:
+    thread_id = unique()
+    created = await sdk.threads.create(thread_id=thread_id, metadata={"graph_id": "agent", "team": "soc"})
+    assert (
+        created["thread_id"] == thread_id
+        and created["status"] == "idle"
+        and created["values"] == {"messages": []}
+    )
+    again = await sdk.threads.create(thread_id=thread_id, if_exists="do_nothing")
+    assert again["thread_id"] == thread_id
+    with pytest.raises(httpx.HTTPStatusError) as exists:
+        await sdk.threads.create(thread_id=thread_id)
+    assert exists.value.response.status_code == 409
+    await wait(sdk, thread_id, QUESTION)
+    updated = await sdk.threads.update(thread_id, metadata={"priority": "high"})
+    assert updated["metadata"] == {"graph_id": "agent", "team": "soc", "priority": "high"}
+    found = await sdk.threads.search(metadata={"team": "soc"}, limit=5)
+    assert [t["thread_id"] for t in found] == [thread_id]
+    assert contents(found[0]["values"])[0] == ("human", QUESTION)
+    assert await sdk.threads.search(metadata={"team": "other"}) == []
+    assert [t["thread_id"] for t in await sdk.threads.search(metadata={"team": "soc"}, status="idle")] == [
+        thread_id
+    ]
+    await sdk.threads.delete(thread_id)
+    with pytest.raises(httpx.HTTPStatusError) as gone:
+        await sdk.threads.get(thread_id)
+    assert gone.value.response.status_code == 404
+
+
+async def test_wait_state_and_history(sdk: LangGraphClient) -> None:
+    thread = await sdk.threads.create()
+    thread_id = thread["thread_id"]
+    assert (await sdk.threads.get_state(thread_id))["values"] == {}
+    first = await wait(sdk, thread_id, QUESTION)
+    assert first["messages"][-1]["type"] == "ai" and "Malware" in first["messages"][-1]["content"]
+    second = await wait(sdk, thread_id, [{"type": "text", "text": "What was their IP address?"}])
+    assert contents(second)[: len(first["messages"])] == contents(first)
+    state = await sdk.threads.get_state(thread_id)
+    assert contents(state["values"]) == contents(second) and list(state["next"]) == []
+    history = await sdk.threads.get_history(thread_id, limit=10)
+    assert [len(h["values"]["messages"]) for h in history if isinstance(h["values"], dict)] == [
+        len(second["messages"]),
+        len(first["messages"]),
+    ]
+    assert history[0]["checkpoint"]["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
+    parent = history[0]["parent_checkpoint"]
+    assert parent is not None and parent["checkpoint_id"] == history[1]["checkpoint"]["checkpoint_id"]
+    older = await sdk.threads.get_state(thread_id, checkpoint_id=history[1]["checkpoint"]["checkpoint_id"])
+    assert contents(older["values"]) == contents(first)
+    thread_less = await wait(sdk, None, "hello")
+    assert thread_less["messages"][0]["content"] == "hello"
+
+
+async def test_stream_modes_and_resume(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    parts = [
+        p
+        async for p in sdk.runs.stream(
+            thread_id, "agent", input=ASK, stream_mode=["values", "messages-tuple", "updates"]
+        )
+    ]
+    events = [p.event for p in parts]
+    assert events[0] == "metadata" and events[-1] == "end"
+    run_id = parts[0].data["run_id"]
+    tokens = "".join(
+        p.data[0]["content"] for p in parts if p.event == "messages" and p.data[0]["type"] == "AIMessageChunk"
+    )
+    values = [p.data for p in parts if p.event == "values"]
+    assert values[0]["messages"][-1]["content"] == QUESTION  # the input, with its saved id
+    final = values[-1]["messages"]
+    assert final[-1]["content"] == tokens and "Malware" in tokens
+    state = await sdk.threads.get_state(thread_id)
+    assert [m["id"] for m in contents_of(state["values"])] == [m["id"] for m in final]
+    assert {"agent", "tools"} <= {next(iter(p.data)) for p in parts if p.event == "updates"}
+    # Joined again after it ended, from the start and after an event id: the same frames.
+    joined = [
+        p
+        async for p in sdk.runs.join_stream(
+            thread_id, run_id, stream_mode=["values", "messages-tuple", "updates"]
+        )
+    ]
+    assert [(p.event, p.data) for p in joined] == [(p.event, p.data) for p in parts]
+    middle = next(p.id for p in parts[len(parts) // 2 :] if p.id)
+    resumed = [
+        p
+        async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode=["updates"], last_event_id=middle)
+    ]
+    assert resumed[0].event == "metadata" and resumed[-1].event == "end"
+    assert [p.data for p in resumed if p.event == "updates"] == [
+        p.data
+        for p in parts[parts.index(next(x for x in parts if x.id == middle)) + 1 :]
+        if p.event == "updates"
+    ]
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        async for _ in sdk.runs.stream(thread_id, "agent", input=ASK, stream_mode="debug-ish"):  # type: ignore[arg-type]
+            pass
+    assert bad.value.response.status_code == 422
+
+
+async def test_background_runs_join_list_get_cancel(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    run = await sdk.runs.create(thread_id, "agent", input=ASK, metadata={"from": "sdk"})
+    assert run["status"] in ("pending", "running") and run["metadata"] == {"from": "sdk"}
+    values = await sdk.runs.join(thread_id, run["run_id"])
+    assert "Malware" in values["messages"][-1]["content"]
+    got = await sdk.runs.get(thread_id, run["run_id"])
+    assert got["status"] == "success"
+    assert [r["run_id"] for r in await sdk.runs.list(thread_id)] == [run["run_id"]]
+    slow = await sdk.runs.create(thread_id, "agent", input=ASK)
+    queued = await sdk.runs.create(thread_id, "agent", input=ASK, multitask_strategy="enqueue")
+    await sdk.runs.cancel(thread_id, slow["run_id"], wait=True)
+    assert (await sdk.runs.get(thread_id, slow["run_id"]))["status"] == "interrupted"
+    await sdk.runs.join(thread_id, queued["run_id"])
+    assert (await sdk.runs.get(thread_id, queued["run_id"]))["status"] == "success"
+    await sdk.runs.delete(thread_id, slow["run_id"])
+    assert {r["run_id"] for r in await sdk.runs.list(thread_id)} == {run["run_id"], queued["run_id"]}
+    with pytest.raises(httpx.HTTPStatusError) as missing:
+        await sdk.runs.create(unique(), "agent", input=ASK)  # if_not_exists defaults to reject
+    assert missing.value.response.status_code == 404
+    created = await sdk.runs.create(unique(), "agent", input=ASK, if_not_exists="create")
+    assert created["status"] in ("pending", "running", "success")
