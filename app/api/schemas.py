@@ -22,6 +22,16 @@ def _storable(value: str | None) -> str | None:
     return value
 
 
+def servable_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """For a run's metadata (stored on the run and listed with it): what cannot be stored or
+    served back is refused before the run exists."""
+    try:
+        check_servable_json(value, where="metadata")
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["thread_busy"])
     message: str = Field(examples=["Thread 't1' is running another turn; retry after it finishes."])
@@ -139,17 +149,7 @@ class TurnIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Stored on the run.")
 
     _check_content = field_validator("content", "checkpoint_id")(_storable)
-
-    @field_validator("metadata")
-    @classmethod
-    def _servable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Stored on the run and listed with it: what cannot be stored or served back is refused
-        # here, before the run exists.
-        try:
-            check_servable_json(value, where="metadata")
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from None
-        return value
+    _check_metadata = field_validator("metadata")(servable_metadata)
 
 
 class ToolCallOut(BaseModel):

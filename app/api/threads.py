@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -14,8 +13,7 @@ from app.api.deps import DefaultTtlDep, LimitsDep, OwnerDep, ThreadIdDep, Thread
 from app.api.schemas import ErrorBody, ThreadCreate, ThreadList, ThreadOut, ThreadPatch
 from app.errors import InvalidInput
 from app.memory.threads import ThreadRecord
-from app.services.storable import check_json, clip_json
-from app.settings import LimitSettings
+from app.services.storable import check_metadata, clip_json
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -46,21 +44,6 @@ def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
     )
 
 
-def _check_metadata(metadata: dict[str, object] | None, limits: LimitSettings) -> None:
-    if metadata is None:
-        return
-    # Shape first: a value too deep to walk is refused before it is encoded.
-    check_json(
-        metadata,
-        where="metadata",
-        max_depth=limits.max_metadata_depth,
-        max_keys=limits.max_metadata_keys,
-    )
-    encoded = json.dumps(metadata, ensure_ascii=False)
-    if len(encoded.encode()) > limits.max_metadata_bytes:
-        raise InvalidInput(f"metadata is larger than MAX_METADATA_BYTES ({limits.max_metadata_bytes} bytes).")
-
-
 @router.post(
     "",
     status_code=201,
@@ -71,7 +54,7 @@ async def create_thread(
     body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, default_ttl: DefaultTtlDep
 ) -> ThreadOut:
     """Create a thread. Threads are also created implicitly by their first message."""
-    _check_metadata(body.metadata, limits)
+    check_metadata(body.metadata, limits)
     thread_id = body.thread_id or str(uuid.uuid4())
     record = await threads.create(
         owner, thread_id, title=body.title, metadata=body.metadata, ttl_seconds=body.ttl_seconds
@@ -120,7 +103,7 @@ async def update_thread(
     default_ttl: DefaultTtlDep,
 ) -> ThreadOut:
     """Rename a thread, merge keys into its metadata, and/or set its TTL."""
-    _check_metadata(body.metadata, limits)
+    check_metadata(body.metadata, limits)
     record = await threads.update(
         owner,
         thread_id,

@@ -8,11 +8,13 @@ the limit, so a client sees its own mistake instead of a 500 on every later read
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidInput
+from app.settings import LimitSettings
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -80,3 +82,16 @@ def clip_json(value: Any, max_depth: int = MAX_SHOWN_DEPTH) -> Any:
     if isinstance(value, Mapping):
         return {key: clip_json(child, max_depth - 1) for key, child in value.items()}
     return [clip_json(child, max_depth - 1) for child in value]
+
+
+def check_metadata(metadata: dict[str, Any] | None, limits: LimitSettings) -> None:
+    """A thread's metadata, from any route that writes it: shape first (a value too deep to walk
+    is refused before it is encoded), then its size."""
+    if metadata is None:
+        return
+    check_json(
+        metadata, where="metadata", max_depth=limits.max_metadata_depth, max_keys=limits.max_metadata_keys
+    )
+    encoded = json.dumps(metadata, ensure_ascii=False)
+    if len(encoded.encode()) > limits.max_metadata_bytes:
+        raise InvalidInput(f"metadata is larger than MAX_METADATA_BYTES ({limits.max_metadata_bytes} bytes).")

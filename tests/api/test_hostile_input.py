@@ -76,6 +76,31 @@ async def test_deep_run_metadata_is_refused_and_a_stored_one_still_lists(
     assert CLIPPED in json.dumps(listing.json()[0]["metadata"])
 
 
+async def test_the_agent_protocol_routes_check_metadata_too(http: httpx.AsyncClient) -> None:
+    thread_id = unique()
+    deep = await http.post("/lg/threads", json={"thread_id": thread_id, "metadata": _nested(300)})
+    assert deep.status_code == 422 and "MAX_METADATA_DEPTH" in deep.json()["error"]["message"]
+    assert (await http.post("/lg/threads", json={"thread_id": thread_id})).status_code == 200
+    patched = await http.patch(f"/lg/threads/{thread_id}", json={"metadata": {"k": _nested(300)}})
+    assert patched.status_code == 422
+    run = await http.post(
+        f"/lg/threads/{thread_id}/runs/wait",
+        json={"input": {"messages": [{"role": "user", "content": "hi"}]}, "metadata": _nested(300)},
+    )
+    assert run.status_code == 422
+    for path, body in (
+        ("/lg/threads", '{"metadata": {"k": "' + LONE + '"}}'),
+        ("/lg/threads/search", '{"metadata": {"k": "' + LONE + '"}}'),
+        (
+            f"/lg/threads/{thread_id}/runs/wait",
+            '{"input": {"messages": []}, "metadata": {"' + LONE + '": 1}}',
+        ),
+    ):
+        response = await _raw(http, "POST", path, body)
+        assert response.status_code == 422, (path, response.text)
+    assert (await http.post("/lg/threads/search", json={})).status_code == 200
+
+
 async def test_metadata_with_too_many_keys_is_refused(http: httpx.AsyncClient) -> None:
     many = {"k": [{str(i): i} for i in range(300)]}
     response = await http.post("/threads", json={"metadata": many})

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.deps import THREAD_ID_PATTERN, LimitsDep, OwnerDep, ThreadsDep
 from app.api.protocol.shapes import empty_state, new_thread_id, state_json, thread_json
 from app.errors import ThreadExists
+from app.services.storable import check_metadata, check_servable_json
 
 router = APIRouter()
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
@@ -50,7 +51,10 @@ class HistoryQuery(BaseModel):
 
 
 @router.post("/threads")
-async def create_thread(body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep) -> dict[str, Any]:
+async def create_thread(
+    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+) -> dict[str, Any]:
+    check_metadata(body.metadata, limits)
     thread_id = body.thread_id or new_thread_id()
     try:
         record = await threads.create(owner, thread_id, title=None, metadata=body.metadata)
@@ -66,6 +70,7 @@ async def search_threads(
     body: ThreadSearch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
 ) -> list[dict[str, Any]]:
     """Threads matching a metadata filter, with their values (two round trips for a page)."""
+    check_servable_json(body.metadata, where="metadata")  # a filter, but sent to PostgreSQL
     if body.status in ("interrupted", "error"):
         return []  # this server's threads are never left interrupted or in error
     found = await threads.search(
@@ -88,8 +93,9 @@ async def get_thread(thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep) 
 
 @router.patch("/threads/{thread_id}")
 async def update_thread(
-    thread_id: ThreadId, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep
+    thread_id: ThreadId, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
 ) -> dict[str, Any]:
+    check_metadata(body.metadata, limits)
     record = await threads.update(owner, thread_id, title=None, set_title=False, metadata=body.metadata)
     return thread_json(record, await threads.conversation(record))
 
