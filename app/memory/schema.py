@@ -190,6 +190,24 @@ MIGRATIONS: list[list[LiteralString]] = [
     )
         """,
     ],
+    # 5: emails are case-insensitive owners (app.settings.canonical_owner). A thread whose id
+    # the lower-case owner already uses (or another spelling would) keeps its rows under the id
+    # with a suffix from its old spelling, so nothing is lost and no two threads merge.
+    [
+        """
+        UPDATE lma_threads t
+        SET owner = lower(t.owner),
+            thread_id = CASE
+                WHEN EXISTS (
+                    SELECT 1 FROM lma_threads o
+                    WHERE lower(o.owner) = lower(t.owner) AND o.thread_id = t.thread_id
+                      AND o.owner <> t.owner
+                ) THEN left(t.thread_id, 119) || ':' || left(md5(t.owner), 8)
+                ELSE t.thread_id
+            END
+        WHERE t.owner LIKE '%@%' AND t.owner <> lower(t.owner)
+        """,
+    ],
 ]
 
 
