@@ -23,9 +23,11 @@ from app.errors import (
     RunNotActive,
     RunNotFound,
     RunStillActive,
+    ServiceError,
     ServiceUnavailable,
     ThreadBusy,
     ThreadNotFound,
+    WorkerLost,
     error_for,
 )
 from app.memory.execution import Claim, ExecutionStore
@@ -54,6 +56,7 @@ class RunHandle:
     replayed: bool
     _service: RunService
     _live: LiveRun | None = None  # it executes in this process
+    _request: TurnRequest | None = None  # a replay's request: run again if its first run was lost
 
     def events(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
         if self._live is not None:
@@ -64,7 +67,14 @@ class RunHandle:
         if self._live is not None:
             # shield: the caller going away must not cancel the run itself.
             return await asyncio.shield(self._live.result)
-        return await self._service.result_of(uuid.UUID(self.run.run_id))
+        try:
+            return await self._service.result_of(uuid.UUID(self.run.run_id))
+        except ServiceError as error:
+            # A retry that joined a run whose process then turned out dead: the key is free
+            # now, so the retry runs the turn (as it would have, had it come a little later).
+            if self._request is None or error.code != WorkerLost.code:
+                raise
+        return await (await self._service.submit(self._request)).result()
 
 
 class RunService:
@@ -236,7 +246,7 @@ class RunService:
             return None
         if self._metrics is not None:
             self._metrics.idempotent_replays.inc()
-        return self._handle(record, replayed=True)
+        return RunHandle(run=Run.of(record), replayed=True, _service=self, _request=request)
 
     async def _check_checkpoint(self, owner: str, thread_id: str, checkpoint_id: str) -> None:
         thread = await self._registry.get(owner, thread_id)
