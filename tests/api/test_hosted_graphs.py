@@ -16,16 +16,14 @@ from langgraph_sdk.client import LangGraphClient
 from app.agent.graph_loader import GraphLoadError
 from app.api.protocol import PREFIX
 from app.lifespan import open_resources
-from tests.conftest import make_settings, real_server
+from tests.conftest import make_settings, real_server, user_input
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = f"support={ROOT / 'examples' / 'support_agent.py'}:graph"
 
 
 async def wait(sdk: LangGraphClient, thread_id: str, assistant: str, content: str) -> dict[str, Any]:
-    values = await sdk.runs.wait(
-        thread_id, assistant, input={"messages": [{"role": "user", "content": content}]}
-    )
+    values = await sdk.runs.wait(thread_id, assistant, input=user_input(content))
     assert isinstance(values, dict)
     return values
 
@@ -75,7 +73,7 @@ async def test_a_thread_stays_on_its_graph_and_streams(served: tuple[str, LangGr
         async for p in sdk.runs.stream(
             thread_id,
             "support",
-            input={"messages": [{"role": "user", "content": "open a ticket: VPN drops"}]},
+            input=user_input("open a ticket: VPN drops"),
             stream_mode=["updates", "messages-tuple"],
         )
     ]
@@ -174,7 +172,7 @@ async def test_what_a_node_writes_to_the_stream_reaches_the_client(database_url:
                 async for p in sdk.runs.stream(
                     thread_id,
                     "progress",
-                    input={"messages": [{"role": "user", "content": "go"}]},
+                    input=user_input("go"),
                     stream_mode=["custom", "updates"],
                 )
             ]
