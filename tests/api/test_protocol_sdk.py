@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.schema import Thread
 
 from app.api.protocol import PREFIX
-from tests.conftest import make_settings, real_server, unique
+from tests.conftest import make_settings, real_server, unique, user_input
 
 QUESTION = "Who committed the latest malware threat?"
-ASK: dict[str, Any] = {"messages": [{"role": "user", "content": QUESTION}]}
+ASK = user_input(QUESTION)
 
 
 @pytest.fixture
@@ -31,11 +32,10 @@ async def sdk(database_url: str) -> AsyncIterator[LangGraphClient]:
 
 async def wait(sdk: LangGraphClient, thread_id: str | None, content: Any) -> dict[str, Any]:
     """`runs.wait` with one user message; the thread's values after it."""
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": content}]}
     values = await (
-        sdk.runs.wait(None, "agent", input=body)
+        sdk.runs.wait(None, "agent", input=user_input(content))
         if thread_id is None
-        else sdk.runs.wait(thread_id, "agent", input=body)
+        else sdk.runs.wait(thread_id, "agent", input=user_input(content))
     )
     assert isinstance(values, dict)
     return values
@@ -75,7 +75,8 @@ async def test_assistants_info_and_ok(sdk: LangGraphClient) -> None:
 
 async def test_threads_create_get_update_search_delete(sdk: LangGraphClient) -> None:
     thread_id = unique()
-    created = await sdk.threads.create(thread_id=thread_id, metadata={"graph_id": "agent", "team": "soc"})
+    team = unique("team")  # a metadata value no other test uses: the database is shared
+    created = await sdk.threads.create(thread_id=thread_id, metadata={"graph_id": "agent", "team": team})
     assert (
         created["thread_id"] == thread_id
         and created["status"] == "idle"
@@ -88,12 +89,12 @@ async def test_threads_create_get_update_search_delete(sdk: LangGraphClient) -> 
     assert exists.value.response.status_code == 409
     await wait(sdk, thread_id, QUESTION)
     updated = await sdk.threads.update(thread_id, metadata={"priority": "high"})
-    assert updated["metadata"] == {"graph_id": "agent", "team": "soc", "priority": "high"}
-    found = await sdk.threads.search(metadata={"team": "soc"}, limit=5)
+    assert updated["metadata"] == {"graph_id": "agent", "team": team, "priority": "high"}
+    found = await sdk.threads.search(metadata={"team": team}, limit=5)
     assert [t["thread_id"] for t in found] == [thread_id]
     assert contents(found[0]["values"])[0] == ("human", QUESTION)
-    assert await sdk.threads.search(metadata={"team": "other"}) == []
-    assert [t["thread_id"] for t in await sdk.threads.search(metadata={"team": "soc"}, status="idle")] == [
+    assert await sdk.threads.search(metadata={"team": unique("team")}) == []
+    assert [t["thread_id"] for t in await sdk.threads.search(metadata={"team": team}, status="idle")] == [
         thread_id
     ]
     await sdk.threads.delete(thread_id)
@@ -235,7 +236,7 @@ async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> N
     edited = await sdk.runs.wait(
         thread_id,
         "agent",
-        input={"messages": [{"role": "user", "content": "Who committed the latest phishing threat?"}]},
+        input=user_input("Who committed the latest phishing threat?"),
         checkpoint=before_question,
     )
     assert isinstance(edited, dict)
@@ -265,7 +266,8 @@ async def test_a_copied_thread_has_the_whole_history_and_goes_its_own_way(sdk: L
     thread_id = (await sdk.threads.create(metadata={"team": "soc"}))["thread_id"]
     await wait(sdk, thread_id, QUESTION)
     second = await wait(sdk, thread_id, "What was their IP address?")
-    copy = await sdk.threads.copy(thread_id)
+    # langgraph-sdk annotates `threads.copy` as returning None; it returns the new thread.
+    copy = cast(Thread, await sdk.threads.copy(thread_id))
     assert copy["thread_id"] != thread_id and copy["metadata"] == {"team": "soc"}
     assert contents(copy["values"]) == contents(second)
     original_history = await sdk.threads.get_history(thread_id)
