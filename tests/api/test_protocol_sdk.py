@@ -192,3 +192,25 @@ async def test_background_runs_join_list_get_cancel(sdk: LangGraphClient) -> Non
     assert missing.value.response.status_code == 404
     created = await sdk.runs.create(unique(), "agent", input=ASK, if_not_exists="create")
     assert created["status"] in ("pending", "running", "success")
+
+
+async def test_resumed_stream_values_hold_the_whole_conversation(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    run = await sdk.runs.create(thread_id, "agent", input=ASK)
+    await sdk.runs.join(thread_id, run["run_id"])
+    run_id = run["run_id"]
+    whole = [p async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode="values")]
+    # useStream rejoins a run with Last-Event-ID `-1`: from the first event, as LangGraph's server.
+    from_start = [
+        p async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode="values", last_event_id="-1")
+    ]
+    assert [(p.event, p.data) for p in from_start] == [(p.event, p.data) for p in whole]
+    middle = len(whole) // 2
+    resumed = [
+        p
+        async for p in sdk.runs.join_stream(
+            thread_id, run_id, stream_mode="values", last_event_id=whole[middle].id
+        )
+    ]
+    assert [(p.event, p.data) for p in resumed[1:]] == [(p.event, p.data) for p in whole[middle + 1 :]]
+    assert contents(resumed[-2].data)[0] == ("human", QUESTION)

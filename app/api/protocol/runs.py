@@ -98,7 +98,7 @@ def _stream_response(
 ) -> Response:
     run_id = handle.run.run_id
     renderer = ProtocolStream(run_id=run_id, thread_id=thread_id, modes=body.modes(), prior=prior)
-    frames = renderer.frames(handle.events(), resumed=False)
+    frames = renderer.frames(handle.events())
     cancel = (lambda: runs.cancel_soon(owner, run_id)) if body.on_disconnect == "cancel" else None
     run_path, stream_path = _paths(prefix, thread_id, run_id)
     headers = {"Content-Location": run_path, "Location": stream_path}
@@ -206,14 +206,17 @@ def build_router(prefix: str) -> APIRouter:
         record = await runs.record(owner, thread_id, run_id)
         modes = [m for m in stream_mode or [] if m] or ["values", "updates", "messages-tuple"]
         body = RunCreate(stream_mode=modes, on_disconnect="cancel" if cancel_on_disconnect else "continue")
-        after = last_event_id(last_event_id_header, str(record.run_id))
+        # useStream rejoins with `-1`: LangGraph's server reads it as "from the first event".
+        from_start = last_event_id_header is None or last_event_id_header.strip() == "-1"
+        after = 0 if from_start else last_event_id(last_event_id_header, str(record.run_id))
         renderer = ProtocolStream(
             run_id=str(record.run_id),
             thread_id=thread_id,
             modes=body.modes(),
             prior=await threads.before_run(record),
         )
-        frames = renderer.frames(runs.follow(record.run_id, after=after), resumed=after > 0)
+        # From the first event, so that `values` after the resumed one hold the whole conversation.
+        frames = renderer.frames(runs.follow(record.run_id, after=0), after=after)
         cancel = (lambda: runs.cancel_soon(owner, str(record.run_id))) if cancel_on_disconnect else None
         run_path, stream_path = _paths(prefix, thread_id, str(record.run_id))
         return frames_response(
