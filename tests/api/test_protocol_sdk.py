@@ -214,3 +214,25 @@ async def test_resumed_stream_values_hold_the_whole_conversation(sdk: LangGraphC
     ]
     assert [(p.event, p.data) for p in resumed[1:]] == [(p.event, p.data) for p in whole[middle + 1 :]]
     assert contents(resumed[-2].data)[0] == ("human", QUESTION)
+
+
+async def test_location_headers_resolve_against_the_clients_base_url(sdk: LangGraphClient) -> None:
+    """The SDKs rejoin a dropped stream at `base URL + Location` with no modes of their own, so
+    the headers name paths relative to the protocol's root, and the stream's its modes."""
+    http = sdk.http.client
+    thread_id = (await sdk.threads.create())["thread_id"]
+    body = {"assistant_id": "agent", "input": ASK, "stream_mode": ["values", "messages-tuple"]}
+    async with http.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as started:
+        assert started.status_code == 200
+        location, run_path = started.headers["location"], started.headers["content-location"]
+        first = "".join([chunk async for chunk in started.aiter_text()])
+    run = await http.get(run_path)
+    assert run.status_code == 200 and run.json()["status"] == "success"
+    async with http.stream("GET", location) as rejoined:
+        assert rejoined.status_code == 200
+        again = "".join([chunk async for chunk in rejoined.aiter_text()])
+
+    def events(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("event:")]
+
+    assert events(again) == events(first) and "event: end" in events(first)

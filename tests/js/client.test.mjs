@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 
 import { Client } from "@langchain/langgraph-sdk";
 
-import { QUESTION, FOLLOW_UP, apiUrl } from "./service.mjs";
+import { QUESTION, FOLLOW_UP, apiUrl, droppingProxy } from "./service.mjs";
 
 const client = new Client({ apiUrl: apiUrl() });
 const ASK = { messages: [{ role: "user", content: QUESTION }] };
@@ -161,5 +161,22 @@ describe("background runs", () => {
     assert.equal(parts.at(-1).event, "error");
     assert.equal((await client.runs.get(threadId, run.run_id)).status, "interrupted");
     assert.deepEqual((await client.threads.getState(threadId)).values, {}, "a cancelled turn saves nothing");
+  });
+
+  test("a runs.stream dropped by the network is rejoined by the client with nothing lost", async (t) => {
+    const proxy = await droppingProxy(apiUrl(), { afterBytes: 4000 });
+    t.after(proxy.close);
+    const flaky = new Client({ apiUrl: proxy.url });
+    const { thread_id: threadId } = await client.threads.create();
+    const parts = await collect(
+      flaky.runs.stream(threadId, "agent", { input: ASK, streamMode: ["values", "messages-tuple"] }),
+    );
+    assert.ok(proxy.dropped(), "the proxy dropped the stream");
+    const rejoins = proxy.requests.filter((line) => line.startsWith("GET ") && line.includes("/stream"));
+    assert.equal(rejoins.length, 1, `the client rejoined the run's stream once: ${proxy.requests}`);
+    const runId = parts[0].data.run_id;
+    const whole = await follow(threadId, runId);
+    const framesOf = (all) => all.filter((p) => p.event !== "metadata").map((p) => [p.event, p.data]);
+    assert.deepEqual(framesOf(parts), framesOf(whole));
   });
 });

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -27,9 +28,13 @@ ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 PING_SECONDS = 15
 
 
-def _paths(prefix: str, thread_id: str, run_id: str) -> tuple[str, str]:
-    run = f"{prefix}/threads/{thread_id}/runs/{run_id}"
-    return run, f"{run}/stream"
+def _paths(thread_id: str, run_id: str, modes: list[str] | None = None) -> tuple[str, str]:
+    """A run's path and its stream's in `modes`, relative to the protocol's root: the SDKs
+    rejoin a dropped stream at their base URL (`.../lg`) + `Location`, sending no modes of
+    their own, so the stream's path names the modes the client asked for."""
+    run = f"/threads/{thread_id}/runs/{run_id}"
+    query = f"?{urlencode({'stream_mode': modes}, doseq=True)}" if modes else ""
+    return run, f"{run}/stream{query}"
 
 
 async def _submit(
@@ -88,7 +93,6 @@ def _until_end(frames: AsyncIterator[Frame], on_disconnect: Any | None) -> Async
 
 
 def _stream_response(
-    prefix: str,
     thread_id: str,
     handle: RunHandle,
     body: RunCreate,
@@ -100,13 +104,12 @@ def _stream_response(
     renderer = ProtocolStream(run_id=run_id, thread_id=thread_id, modes=body.modes(), prior=prior)
     frames = renderer.frames(handle.events())
     cancel = (lambda: runs.cancel_soon(owner, run_id)) if body.on_disconnect == "cancel" else None
-    run_path, stream_path = _paths(prefix, thread_id, run_id)
+    run_path, stream_path = _paths(thread_id, run_id, body.modes())
     headers = {"Content-Location": run_path, "Location": stream_path}
     return frames_response(_until_end(frames, cancel), headers=headers, ping_seconds=PING_SECONDS)
 
 
-def build_router(prefix: str) -> APIRouter:
-    """The run routes under `prefix` (their Location headers name it)."""
+def build_router() -> APIRouter:
     routes = APIRouter()
 
     @routes.post("/threads/{thread_id}/runs")
@@ -123,7 +126,7 @@ def build_router(prefix: str) -> APIRouter:
         tid, handle, _ = await _submit(
             thread_id, body, owner, runs, threads, limits, background=True, stream=False
         )
-        run_path, stream_path = _paths(prefix, tid, handle.run.run_id)
+        run_path, stream_path = _paths(tid, handle.run.run_id)
         return JSONResponse(
             run_json(handle.run), headers={"Content-Location": run_path, "Location": stream_path}
         )
@@ -141,7 +144,7 @@ def build_router(prefix: str) -> APIRouter:
         tid, handle, prior = await _submit(
             thread_id, body, owner, runs, threads, limits, background=False, stream=True
         )
-        return _stream_response(prefix, tid, handle, body, prior, owner, runs)
+        return _stream_response(tid, handle, body, prior, owner, runs)
 
     @routes.post("/threads/{thread_id}/runs/wait")
     @routes.post("/runs/wait", include_in_schema=False)
@@ -159,7 +162,7 @@ def build_router(prefix: str) -> APIRouter:
         )
         await handle.result()
         record = await threads.get(owner, tid)
-        run_path, _ = _paths(prefix, tid, handle.run.run_id)
+        run_path, _ = _paths(tid, handle.run.run_id)
         values = values_of(await threads.conversation(record))
         return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
 
@@ -218,7 +221,7 @@ def build_router(prefix: str) -> APIRouter:
         # From the first event, so that `values` after the resumed one hold the whole conversation.
         frames = renderer.frames(runs.follow(record.run_id, after=0), after=after)
         cancel = (lambda: runs.cancel_soon(owner, str(record.run_id))) if cancel_on_disconnect else None
-        run_path, stream_path = _paths(prefix, thread_id, str(record.run_id))
+        run_path, stream_path = _paths(thread_id, str(record.run_id), modes)
         return frames_response(
             _until_end(frames, cancel),
             headers={"Content-Location": run_path, "Location": stream_path},
