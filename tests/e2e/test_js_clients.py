@@ -1,6 +1,7 @@
 """The Agent Protocol through the official JS client, `@langchain/langgraph-sdk`, under Node's own
 test runner: the service runs as a real process on 127.0.0.1 against the session's fresh database,
-and `node --test` runs a file of tests/js/ against it (its base URL in LG_API_URL).
+and `node --test` runs a file of tests/js/ against it (its base URL in LG_API_URL). The browser
+test bundles a `useStream` page and drives it in Debian's chromium (see conftest.py).
 
 The npm packages are installed with `npm ci` from tests/js/package-lock.json, once a session;
 without `node` or `npm` the tests skip saying so.
@@ -8,6 +9,7 @@ without `node` or `npm` the tests skip saying so.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,8 +25,8 @@ from tests.faults.processes import ServiceProcess, running_service
 pytestmark = pytest.mark.slow
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
-# Long enough for a turn to be joined, dropped and cancelled while it runs.
-TOKEN_DELAY_MS = 40
+# Long enough for a turn to be joined, dropped, cancelled or reloaded while it runs.
+TOKEN_DELAY_MS = 60
 NODE_TEST_SECONDS = 300
 
 
@@ -71,7 +73,7 @@ def node_test(node: str, test_file: str, service: ServiceProcess, **env: str) ->
     done = subprocess.run(
         [node, "--test", "--test-reporter=tap", test_file],
         cwd=JS_DIR,
-        env={"PATH": str(Path(node).parent), "LG_API_URL": service.base_url + PREFIX, **env},
+        env={**os.environ, "LG_API_URL": service.base_url + PREFIX, **env},
         capture_output=True,
         text=True,
         timeout=NODE_TEST_SECONDS,
@@ -83,3 +85,9 @@ def node_test(node: str, test_file: str, service: ServiceProcess, **env: str) ->
 
 def test_js_client_speaks_the_protocol(node: str, service: ServiceProcess) -> None:
     node_test(node, "client.test.mjs", service)
+
+
+def test_use_stream_page_in_chromium(
+    node: str, service: ServiceProcess, page_port: int, chromium_path: str
+) -> None:
+    node_test(node, "browser.test.mjs", service, PAGE_PORT=str(page_port), CHROMIUM_PATH=chromium_path)

@@ -1,0 +1,57 @@
+// A minimal chat page on useStream, the way LangGraph's React apps use it: the thread id in the
+// URL, runs rejoined after a reload (reconnectOnMount), the conversation from the thread's history.
+import { useStream } from "@langchain/langgraph-sdk/react";
+import { useState } from "react";
+import { createRoot } from "react-dom/client";
+
+const params = new URLSearchParams(window.location.search);
+
+function textOf(content) {
+  return typeof content === "string" ? content : content.map((block) => block.text ?? "").join("");
+}
+
+function rememberThread(threadId) {
+  const url = new URL(window.location.href);
+  url.searchParams.set("thread", threadId);
+  window.history.replaceState(null, "", url);
+}
+
+function Chat() {
+  const [threadId, setThreadId] = useState(params.get("thread"));
+  const stream = useStream({
+    apiUrl: params.get("api"),
+    assistantId: "agent",
+    threadId,
+    onThreadId: (id) => {
+      rememberThread(id);
+      setThreadId(id);
+    },
+    reconnectOnMount: true,
+    fetchStateHistory: true,
+  });
+  const send = (event) => {
+    event.preventDefault();
+    const box = event.currentTarget.elements.message;
+    stream.submit({ messages: [{ type: "human", content: box.value }] });
+    box.value = "";
+  };
+  return (
+    <main>
+      <ol aria-label="Conversation">
+        {stream.messages.map((message) => (
+          <li key={message.id} data-id={message.id} data-type={message.type}>
+            {textOf(message.content)}
+          </li>
+        ))}
+      </ol>
+      <p role="status">{stream.isLoading ? "streaming" : "idle"}</p>
+      {stream.error ? <p role="alert">{String(stream.error)}</p> : null}
+      <form onSubmit={send}>
+        <input name="message" aria-label="Message" autoComplete="off" />
+        <button type="submit">Send</button>
+      </form>
+    </main>
+  );
+}
+
+createRoot(document.getElementById("root")).render(<Chat />);
