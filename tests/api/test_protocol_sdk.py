@@ -236,3 +236,27 @@ async def test_location_headers_resolve_against_the_clients_base_url(sdk: LangGr
         return [line for line in text.splitlines() if line.startswith("event:")]
 
     assert events(again) == events(first) and "event: end" in events(first)
+
+
+async def test_a_stream_forked_from_a_checkpoint_renders_that_conversation(sdk: LangGraphClient) -> None:
+    """An edited question (agent-chat-ui: a run from the turn's parent checkpoint) streams the
+    conversation of that branch, not the one it replaces."""
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, QUESTION)
+    await wait(sdk, thread_id, "What was their IP address?")
+    parent = (await sdk.threads.get_history(thread_id, limit=1))[0]["parent_checkpoint"]
+    assert parent is not None
+    edited: dict[str, Any] = {"messages": [{"role": "user", "content": "And the latest phishing threat?"}]}
+    parts = [
+        p
+        async for p in sdk.runs.stream(
+            thread_id, "agent", input=edited, stream_mode="values", checkpoint_id=parent["checkpoint_id"]
+        )
+    ]
+    streamed = [p.data for p in parts if p.event == "values"][-1]
+    state = await sdk.threads.get_state(thread_id)
+    assert contents(streamed) == contents(state["values"])
+    assert contents(streamed)[: len(first["messages"]) + 1] == [
+        *contents(first),
+        ("human", "And the latest phishing threat?"),
+    ]

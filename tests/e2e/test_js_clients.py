@@ -20,6 +20,7 @@ import pytest
 
 from app.api.protocol import PREFIX
 from tests.conftest import free_port
+from tests.e2e.conftest import LAUNCH_ARGS
 from tests.faults.processes import ServiceProcess, running_service
 
 pytestmark = pytest.mark.slow
@@ -90,4 +91,11 @@ def test_js_client_speaks_the_protocol(node: str, service: ServiceProcess) -> No
 def test_use_stream_page_in_chromium(
     node: str, service: ServiceProcess, page_port: int, chromium_path: str
 ) -> None:
-    node_test(node, "browser.test.mjs", service, PAGE_PORT=str(page_port), CHROMIUM_PATH=chromium_path)
+    node_test(
+        node,
+        "browser.test.mjs",
+        service,
+        PAGE_PORT=str(page_port),
+        CHROMIUM_PATH=chromium_path,
+        CHROMIUM_ARGS=" ".join(LAUNCH_ARGS),
+    )

@@ -1,7 +1,8 @@
 // useStream (@langchain/langgraph-sdk/react) in headless Chromium against the running service:
 // page/chat.jsx is bundled here with esbuild, served on 127.0.0.1:PAGE_PORT (the origin the
 // service allows by CORS_ORIGINS), and driven with playwright-core in Debian's chromium
-// (CHROMIUM_PATH). The page loads nothing but its own bundle and the service's API.
+// (CHROMIUM_PATH, with the flags of tests/e2e/conftest.py in CHROMIUM_ARGS). The page loads
+// nothing but its own bundle and the service's API.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
@@ -13,15 +14,6 @@ import { chromium } from "playwright-core";
 
 import { FOLLOW_UP, QUESTION, apiUrl } from "./service.mjs";
 
-const LAUNCH_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const HTML = '<!doctype html><meta charset="utf-8"><title>useStream</title><link rel="icon" href="data:,"><div id="root"></div><script src="/chat.js"></script>';
 
 function required(name) {
@@ -64,7 +56,11 @@ let browser;
 
 before(async () => {
   server = await serve(await bundle(), Number(required("PAGE_PORT")));
-  browser = await chromium.launch({ executablePath: required("CHROMIUM_PATH"), headless: true, args: LAUNCH_ARGS });
+  browser = await chromium.launch({
+    executablePath: required("CHROMIUM_PATH"),
+    args: required("CHROMIUM_ARGS").split(" "),
+    headless: true,
+  });
 });
 
 after(async () => {

@@ -61,7 +61,13 @@ async def _submit(
         if record is None and body.if_not_exists == "reject":
             raise ThreadNotFound(thread_id)
         if record is not None and stream:
-            prior = await threads.conversation(record)
+            # A run forked from a checkpoint (edit, regenerate) continues that conversation.
+            fork = body.fork_from()
+            prior = (
+                (await threads.checkpoint_state(record, fork))[1]
+                if fork
+                else await threads.conversation(record)
+            )
     handle = await runs.submit(
         TurnRequest(
             owner=owner,
