@@ -125,6 +125,26 @@ class RunNotActive(ServiceError):
         )
 
 
+class AssistantNotFound(ServiceError):
+    status_code = 404
+    code = "assistant_not_found"
+
+    def __init__(self, assistant_id: str, served: list[str]) -> None:
+        super().__init__(
+            f"No assistant or graph {assistant_id!r} is served here; served: {', '.join(served)}."
+        )
+
+
+class GraphMismatch(ServiceError):
+    status_code = 409
+    code = "graph_mismatch"
+
+    def __init__(self, thread_id: str, graph: str) -> None:
+        super().__init__(
+            f"Thread {thread_id!r} runs on the graph {graph!r}; start a new thread for another graph."
+        )
+
+
 class RunStillActive(ServiceError):
     status_code = 409
     code = "run_active"

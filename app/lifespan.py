@@ -18,6 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from app.agent.graph import build_graph
+from app.agent.graph_loader import graph_sources, load_graph
 from app.agent.model_factory import prepare_model
 from app.agent.prompt import render_system_prompt, system_prompt_template
 from app.agent.sample_data import load_sample_data
@@ -37,9 +38,11 @@ from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
-from app.services.executor import Executor, Graph
+from app.services.executor import Executor
 from app.services.feedback import FeedbackService
+from app.services.graphs import GraphCatalog
 from app.services.history_cache import HistoryCache
+from app.services.hosted_state import HostedState
 from app.services.run_queue import RunQueue
 from app.services.run_stream import LogFollower
 from app.services.runs import RunService
@@ -55,6 +58,7 @@ class Resources:
     database: Database
     runs: RunService
     threads: ThreadService
+    hosted_state: HostedState
     feedback: FeedbackService
     retention: Retention
     metrics: Metrics
@@ -98,9 +102,13 @@ async def open_resources(
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
         transcript = Transcript(pool)
+        hosted = [
+            load_graph(source, saver)
+            for source in graph_sources(settings.graphs.config, settings.graphs.graphs)
+        ]
         runs = build_run_service(
             settings,
-            graph=graph,
+            catalog=GraphCatalog(graph, hosted),
             pool=pool,
             registry=registry,
             history=history,
@@ -124,6 +132,7 @@ async def open_resources(
                 database=database,
                 runs=runs,
                 threads=threads,
+                hosted_state=HostedState(runs.catalog),
                 feedback=feedback,
                 retention=retention,
                 metrics=metrics,
@@ -135,7 +144,7 @@ async def open_resources(
 def build_run_service(
     settings: Settings,
     *,
-    graph: Graph,
+    catalog: GraphCatalog,
     pool: Pool,
     registry: ThreadRegistry,
     history: CheckpointHistory,
@@ -147,7 +156,7 @@ def build_run_service(
     log = RunEventLog(pool)
     notifications = RunNotifications(pool)
     executor = Executor(
-        graph=graph,
+        catalog=catalog,
         store=store,
         runs=runs,
         log=log,

@@ -272,6 +272,22 @@ class LimitSettings(_Group):
     max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
 
 
+class GraphSettings(_Group):
+    """Users' own graphs, served beside the built-in agent (app/agent/graph_loader.py)."""
+
+    # A langgraph.json-compatible file: {"graphs": {"name": "./path.py:attr", ...}}.
+    config: Path | None = Field(default=None, validation_alias="LANGGRAPH_CONFIG")
+    # Or inline: "name=path.py:attr,...".
+    graphs: str | None = Field(default=None, validation_alias="GRAPHS")
+
+    @field_validator("config")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"LANGGRAPH_CONFIG={str(value)!r} is not a readable file")
+        return value
+
+
 class RetentionSettings(_Group):
     # Threads idle longer than this are deleted (None: kept forever); a thread's own TTL wins.
     thread_ttl_seconds: int | None = Field(default=None, ge=60, validation_alias="THREAD_TTL_SECONDS")
@@ -314,3 +330,4 @@ class Settings(_Group):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    graphs: GraphSettings = Field(default_factory=GraphSettings)

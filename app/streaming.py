@@ -7,10 +7,10 @@ after exactly that event:
 | event         | data                                                          |
 |---------------|---------------------------------------------------------------|
 | `run_start`   | `{run_id, thread_id, input}`: input is the turn's new messages (ids as saved) |
-| `token`       | `{message_id, delta}`: a piece of the assistant's answer      |
+| `token`       | `{message_id, delta, node}`: a piece of the assistant's answer |
 | `tool_call`   | `{message_id, tool_call_id, name, args}`                      |
-| `tool_result` | `{message_id, tool_call_id, name, content}`                   |
-| `message`     | a complete assistant message (same shape as in the JSON API)  |
+| `tool_result` | `{message_id, tool_call_id, name, content, node}`             |
+| `message`     | a complete assistant message (as in the JSON API), plus `node` |
 | `error`       | `{code, message}`: the run failed or was cancelled (`cancelled`); nothing was saved |
 | `done`        | `{run_id, thread_id, checkpoint_id, new_messages}`            |
 
@@ -91,9 +91,20 @@ class Frame:
     id: str | None = None
 
 
+class RawJson(str):
+    """Frame data already encoded (a stream that resends a growing list encodes each item once)."""
+
+    __slots__ = ()
+
+
+def encode(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 async def _protocol_frames(frames: AsyncIterator[Frame]) -> AsyncIterator[ServerSentEvent]:
     async for frame in frames:
-        yield ServerSentEvent(data=json.dumps(frame.data, ensure_ascii=False), event=frame.event, id=frame.id)
+        data = frame.data if isinstance(frame.data, RawJson) else encode(frame.data)
+        yield ServerSentEvent(data=data, event=frame.event, id=frame.id)
 
 
 def frames_response(

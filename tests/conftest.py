@@ -30,6 +30,7 @@ from app.main import create_app
 from app.settings import (
     AuthSettings,
     DatabaseSettings,
+    GraphSettings,
     LakebaseSettings,
     LimitSettings,
     ModelSettings,
@@ -109,6 +110,7 @@ def make_settings(database_url: str | None, **groups: Any) -> Settings:
         server=ServerSettings(**groups.pop("server", {})),
         retention=RetentionSettings(**groups.pop("retention", {})),
         tools=ToolSettings(**groups.pop("tools", {})),
+        graphs=GraphSettings(**groups.pop("graphs", {})),
     )
     assert not groups, f"unknown settings groups: {sorted(groups)}"
     return settings

@@ -14,6 +14,7 @@ from fastapi import Depends, Path, Request
 
 from app.errors import InvalidInput, Unauthorized
 from app.lifespan import Resources
+from app.services.hosted_state import HostedState
 from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.settings import AuthMode, LimitSettings
@@ -46,7 +47,12 @@ async def get_default_ttl(resources: ResourcesDep) -> int | None:
     return resources.settings.retention.thread_ttl_seconds
 
 
+async def get_hosted_state(resources: ResourcesDep) -> HostedState:
+    return resources.hosted_state
+
+
 RunsDep = Annotated[RunService, Depends(get_runs)]
+HostedStateDep = Annotated[HostedState, Depends(get_hosted_state)]
 DefaultTtlDep = Annotated[int | None, Depends(get_default_ttl)]
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]

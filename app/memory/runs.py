@@ -82,6 +82,7 @@ class NewRun:
 
     run_id: uuid.UUID
     assistant_id: str
+    graph: str  # the served graph's name; a thread's first run binds the thread to it
     metadata: dict[str, Any]
     multitask_strategy: str
     idempotency_key: str | None
@@ -93,6 +94,7 @@ class NewRun:
         return {
             "run_id": self.run_id,
             "assistant": self.assistant_id,
+            "graph": self.graph,
             "run_metadata": Jsonb(self.metadata),
             "strategy": self.multitask_strategy,
             "key": self.idempotency_key,

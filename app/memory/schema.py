@@ -154,6 +154,8 @@ MIGRATIONS: list[list[LiteralString]] = [
         " WHERE m.thread_key = r.thread_key AND m.branch = r.branch AND m.run_id = r.run_id)"
         " WHERE r.status = 'success'",
         "ALTER TABLE lma_runs DROP COLUMN IF EXISTS response",
+        # The graph a thread's turns run on (NULL: not yet bound; its first run binds it).
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS graph_id text",
         "CREATE INDEX IF NOT EXISTS lma_runs_thread_created_idx ON lma_runs (thread_key, created_at DESC)",
         "CREATE INDEX IF NOT EXISTS lma_runs_pending_idx ON lma_runs (thread_key, created_at)"
         " WHERE status = 'pending'",

@@ -23,7 +23,7 @@ from app.memory.pool import Pool
 _COLUMNS = (
     "owner, thread_id, thread_key, title, metadata, created_at, updated_at, last_activity_at,"
     " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at,"
-    " ttl_seconds, compacted_at, branch, branch_count"
+    " ttl_seconds, compacted_at, branch, branch_count, graph_id"
 )
 
 
@@ -70,6 +70,7 @@ class ThreadRecord:
     compacted_at: datetime | None
     branch: int  # the transcript branch the head is on
     branch_count: int
+    graph_id: str | None  # the graph its turns run on (None: none ran yet)
 
     def busy_at(self, now: datetime) -> bool:
         return (

@@ -28,6 +28,7 @@ class RunStarted:
 class TokenDelta:
     message_id: str
     delta: str
+    node: str = "agent"  # the graph node whose model call streams it
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,13 @@ class ToolResult:
     tool_call_id: str
     name: str
     content: str
+    node: str = "tools"  # the graph node that ran the tool
 
 
 @dataclass(frozen=True)
 class MessageCompleted:
     message: StoredMessage
+    node: str = "agent"  # the graph node that made it
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def _message_from_json(body: dict[str, Any]) -> StoredMessage:
 def event_json(event: TurnEvent) -> dict[str, Any]:
     """The event's JSON payload (what the log stores and the SSE `data` carries)."""
     if isinstance(event, MessageCompleted):
-        return stored_to_json(event.message)
+        return {**stored_to_json(event.message), "node": event.node}
     if isinstance(event, RunStarted):
         return {
             "run_id": event.run_id,
@@ -129,7 +132,7 @@ def event_kind(event: TurnEvent) -> str:
 def event_from_json(kind: str, data: dict[str, Any]) -> TurnEvent:
     """The inverse of (`event_kind`, `event_json`), for events read back from the log."""
     if kind == KINDS[MessageCompleted]:
-        return MessageCompleted(message=_message_from_json(data))
+        return MessageCompleted(message=_message_from_json(data), node=str(data.get("node", "agent")))
     if kind == KINDS[RunStarted]:
         return RunStarted(
             run_id=data["run_id"],

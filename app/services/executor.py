@@ -23,7 +23,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite
 
-from app.agent.graph import HISTORY_KEY
+from app.agent.graph import AGENT_NODE, HISTORY_KEY, TOOLS_NODE
 from app.agent.messages import text_of, to_langchain, to_stored
 from app.errors import (
     CheckpointNotFound,
@@ -50,6 +50,7 @@ from app.services.events import (
     ToolResult,
     TurnEvent,
 )
+from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.history_cache import HistoryCache
 from app.services.live_run import LiveRun
 from app.services.run_model import TurnRequest, TurnResult
@@ -67,12 +68,16 @@ class Execution:
     run_id: uuid.UUID
     thread: ThreadRecord
     request: TurnRequest
+    graph: ServedGraph
     start: TurnStart | None  # None: found when the run starts (a queued run)
     live_events: bool  # token and step events as they happen (someone streams, or may join)
 
 
-def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[TurnEvent]:
-    """Tool-call, tool-result and complete-message events for new messages of a step."""
+def step_events(
+    run_id: uuid.UUID, messages: Sequence[BaseMessage], node: str | None = None
+) -> list[TurnEvent]:
+    """Tool-call, tool-result and complete-message events for new messages of a step (of the
+    node that made them; None: the built-in graph's names, by message type)."""
     events: list[TurnEvent] = []
     for message in messages:
         if isinstance(message, AIMessage):
@@ -85,7 +90,9 @@ def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[Turn
                         args=call["args"],
                     )
                 )
-            events.append(MessageCompleted(message=to_stored(message, seq=-1, run_id=run_id)))
+            events.append(
+                MessageCompleted(message=to_stored(message, seq=-1, run_id=run_id), node=node or AGENT_NODE)
+            )
         elif isinstance(message, ToolMessage):
             events.append(
                 ToolResult(
@@ -93,24 +100,27 @@ def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[Turn
                     tool_call_id=message.tool_call_id,
                     name=message.name or "",
                     content=text_of(message),
+                    node=node or TOOLS_NODE,
                 )
             )
     return events
 
 
-def _update_messages(payload: dict[str, Any]) -> list[BaseMessage]:
-    found: list[BaseMessage] = []
-    for update in payload.values():
+def _update_events(run_id: uuid.UUID, payload: dict[str, Any]) -> list[TurnEvent]:
+    """The events of a graph "updates" chunk: each node's new messages."""
+    events: list[TurnEvent] = []
+    for node, update in payload.items():
         if isinstance(update, dict):
-            found.extend(m for m in update.get("messages", []) if isinstance(m, BaseMessage))
-    return found
+            messages = [m for m in update.get("messages", []) if isinstance(m, BaseMessage)]
+            events.extend(step_events(run_id, messages, str(node)))
+    return events
 
 
 class Executor:
     def __init__(
         self,
         *,
-        graph: Graph,
+        catalog: GraphCatalog,
         store: ExecutionStore,
         runs: RunStore,
         log: RunEventLog,
@@ -119,7 +129,7 @@ class Executor:
         metrics: Metrics | None,
         log_content: bool,
     ) -> None:
-        self._graph = graph
+        self.catalog = catalog
         self._store = store
         self._runs = runs
         self._log = log
@@ -131,10 +141,6 @@ class Executor:
         self.closing = False
         # A moving average of completed turns' duration (for Retry-After on a busy thread).
         self.typical_turn_seconds = 2.0
-
-    @property
-    def graph(self) -> Graph:
-        return self._graph
 
     def launch(self, execution: Execution) -> LiveRun:
         live = LiveRun(execution.run_id, execution.request.thread_id)
@@ -270,9 +276,15 @@ class Executor:
                 start = await self._runs.start_of(thread, request.checkpoint_id)
             except LookupError:
                 raise CheckpointNotFound(request.thread_id, request.checkpoint_id or "") from None
-        # The thread's memory is its transcript; the model gets the recent part of it before
-        # this turn's messages (the graph state holds one turn, so it stays small).
-        earlier = await self._history_cache.window(thread.thread_key, branch=start.branch, end_seq=start.seq)
+        served = execution.graph
+        # The built-in agent's memory is its transcript: the model gets the recent part of it
+        # before this turn's messages (its state holds one turn, so it stays small). A hosted
+        # graph keeps its whole state in its checkpoints, as with the stock saver.
+        earlier = (
+            await self._history_cache.window(thread.thread_key, branch=start.branch, end_seq=start.seq)
+            if served.builtin
+            else []
+        )
         staged = StagedCheckpoints()
         configurable: dict[str, Any] = {
             "thread_id": str(thread.thread_key),
@@ -293,9 +305,15 @@ class Executor:
         }
         final: list[BaseMessage] = []
         checkpoint_id: str | None = None
-        stream: AsyncIterator[tuple[str, Any]] = self._graph.astream(  # type: ignore[assignment]
-            # Overwrite: the state starts empty each turn, with only this turn's input.
-            {"messages": Overwrite(inputs)},
+        graph = await served.compiled(config)
+        known: set[str | None] = set()
+        if not served.builtin:
+            # What the thread's state held before: the turn's messages are the others.
+            before = (await graph.aget_state(config)).values
+            known = {m.id for m in (before.get("messages", []) if isinstance(before, dict) else [])}
+        stream: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
+            # Overwrite (built-in): the state starts empty each turn, with only this turn's input.
+            {"messages": Overwrite(inputs) if served.builtin else inputs},
             config,
             # Token and step events only when someone may watch: without a "messages" consumer
             # the model is called without streaming, which costs less.
@@ -307,14 +325,18 @@ class Executor:
                 checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
                 final = payload["values"].get("messages", [])
             elif mode == "messages":
-                chunk = payload[0]
+                chunk, meta = payload
                 if isinstance(chunk, AIMessageChunk) and (delta := text_of(chunk)):
-                    live.emit(TokenDelta(message_id=chunk.id or "", delta=delta))
+                    node = (
+                        str(meta.get("langgraph_node", AGENT_NODE)) if isinstance(meta, dict) else AGENT_NODE
+                    )
+                    live.emit(TokenDelta(message_id=chunk.id or "", delta=delta, node=node))
             elif mode == "updates":
-                for event in step_events(execution.run_id, _update_messages(payload)):
+                for event in _update_events(execution.run_id, payload):
                     live.emit(event)
         assert checkpoint_id is not None and checkpoint_id == staged.last_id
-        new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(final)]
+        turn = [m for m in final if m.id not in known] if known else final
+        new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(turn)]
         result = TurnResult(
             thread_id=request.thread_id,
             run_id=str(execution.run_id),
@@ -322,7 +344,7 @@ class Executor:
             messages=tuple(new),
         )
         # Without live events, the log gets the turn's steps now, from its messages.
-        steps = [] if execution.live_events else step_events(execution.run_id, final[len(inputs) :])
+        steps = [] if execution.live_events else step_events(execution.run_id, turn[len(inputs) :])
         done = RunDone(
             run_id=result.run_id,
             thread_id=result.thread_id,
@@ -348,13 +370,14 @@ class Executor:
                 raise RunCancelled("The run was cancelled; nothing was saved.")
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         live.publish(last)
-        self._history_cache.remember(
-            thread.thread_key,
-            branch=committed.branch,
-            end_seq=committed.message_count,
-            before=earlier,
-            turn=final,
-        )
+        if served.builtin:
+            self._history_cache.remember(
+                thread.thread_key,
+                branch=committed.branch,
+                end_seq=committed.message_count,
+                before=earlier,
+                turn=final,
+            )
         return result
 
     def _log_turn(

@@ -47,6 +47,9 @@ class TurnRequest:
         """What a queued run needs to run later, in any process."""
         return {"messages": [list(m) for m in self.messages], "checkpoint_id": self.checkpoint_id}
 
+    def with_graph(self, graph: str) -> dict[str, Any]:
+        return {**self.stored_input(), "graph": graph}
+
     @staticmethod
     def messages_of(stored: dict[str, Any] | None) -> list[tuple[str, str]]:
         return [(str(role), str(content)) for role, content in (stored or {}).get("messages", [])]

@@ -89,8 +89,11 @@ class RunQueue:
             assistant_id=record.assistant_id or BUILTIN_ASSISTANT_ID,
         )
         # Whoever waits for a queued run reads its log: its events are produced live.
+        served = self._executor.catalog.get(record.assistant_id or BUILTIN_ASSISTANT_ID)
         self._executor.launch(
-            Execution(run_id=run_id, thread=thread, request=request, start=None, live_events=True)
+            Execution(
+                run_id=run_id, thread=thread, request=request, graph=served, start=None, live_events=True
+            )
         )
 
     async def _dispatch_forever(self) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from app.agent.messages import request_fingerprint
 from app.errors import (
     CheckpointNotFound,
+    GraphMismatch,
     IdempotencyConflict,
     RunNotActive,
     RunNotFound,
@@ -34,7 +35,8 @@ from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.metrics import Metrics
 from app.services.events import RunEvent
-from app.services.executor import Execution, Executor, Graph
+from app.services.executor import Execution, Executor
+from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.live_run import LiveRun
 from app.services.run_model import Run, TurnRequest, TurnResult
 from app.services.run_queue import RunQueue
@@ -93,9 +95,9 @@ class RunService:
         self._detached: set[asyncio.Task[list[str]]] = set()
 
     @property
-    def graph(self) -> Graph:
-        """The compiled graph the runs execute (its drawing and schemas are public)."""
-        return self._executor.graph
+    def catalog(self) -> GraphCatalog:
+        """The graphs runs execute, each an assistant."""
+        return self._executor.catalog
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -103,14 +105,16 @@ class RunService:
         if self._executor.closing:
             raise ServiceUnavailable("The service is shutting down; retry on another instance.")
         strategy = request.multitask_strategy or self._settings.multitask_strategy
+        served = self.catalog.get(request.assistant_id)
         new = NewRun(
             run_id=uuid.uuid4(),
-            assistant_id=request.assistant_id,
+            assistant_id=served.assistant_id,
+            graph=served.name,
             metadata=request.metadata,
             multitask_strategy=strategy.value,
             idempotency_key=request.idempotency_key,
             request_hash=request_fingerprint(request.messages, request.checkpoint_id),
-            input=request.stored_input(),
+            input=request.with_graph(served.name),
             checkpoint_id=request.checkpoint_id,
         )
         if request.checkpoint_id is not None:
@@ -126,7 +130,9 @@ class RunService:
                 request.owner, request.thread_id, new, lease_seconds=self._settings.lease_seconds
             )
             if claim.thread is not None:
-                return await self._run_here(request, new, claim)
+                return await self._run_here(request, new, claim, served)
+            if claim.bound_to is not None:
+                raise GraphMismatch(request.thread_id, claim.bound_to)
             if not claim.exists:  # a thread id never seen before: its first message creates it
                 await self._registry.ensure(request.owner, request.thread_id)
                 continue
@@ -151,7 +157,9 @@ class RunService:
     def _handle(self, record: RunRecord, *, replayed: bool = False) -> RunHandle:
         return RunHandle(run=Run.of(record), replayed=replayed, _service=self)
 
-    async def _run_here(self, request: TurnRequest, new: NewRun, claim: Claim) -> RunHandle:
+    async def _run_here(
+        self, request: TurnRequest, new: NewRun, claim: Claim, served: ServedGraph
+    ) -> RunHandle:
         assert claim.thread is not None
         try:
             start = await self._runs.start_of(claim.thread, request.checkpoint_id)
@@ -162,6 +170,7 @@ class RunService:
                 run_id=new.run_id,
                 thread=claim.thread,
                 request=request,
+                graph=served,
                 start=start,
                 live_events=request.stream or request.background,
             )

@@ -12,12 +12,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import THREAD_ID_PATTERN, LimitsDep, OwnerDep, RunsDep, ThreadsDep
-from app.api.protocol.shapes import RunCreate, graph_of, new_thread_id, run_json, values_of
+from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, RunsDep, ThreadsDep
+from app.api.protocol.shapes import RunCreate, new_thread_id, run_json
 from app.api.protocol.stream import ProtocolStream
+from app.api.protocol.threads import thread_values
 from app.api.schemas import RunCancelMany
 from app.errors import InvalidInput, ThreadNotFound
-from app.services.run_model import BUILTIN_ASSISTANT_ID, RunQuery, RunStatus, TurnRequest
+from app.services.run_model import RunQuery, RunStatus, TurnRequest
 from app.services.runs import RunHandle, RunService
 from app.services.threads import ThreadService
 from app.services.turn_input import check_turn_messages
@@ -49,7 +50,7 @@ async def _submit(
     stream: bool,
 ) -> tuple[str, RunHandle, list[Any]]:
     """Start the run; its thread id, handle, and the conversation it starts from."""
-    graph_of(body.assistant_id)
+    served = runs.catalog.get(body.assistant_id)
     messages = body.messages()
     check_turn_messages(messages, limits)
     body.modes()
@@ -78,7 +79,7 @@ async def _submit(
             multitask_strategy=body.multitask_strategy,
             background=background,
             stream=stream,
-            assistant_id=BUILTIN_ASSISTANT_ID,
+            assistant_id=served.assistant_id,
         )
     )
     return thread_id, handle, prior
@@ -160,6 +161,7 @@ def build_router() -> APIRouter:
         runs: RunsDep,
         threads: ThreadsDep,
         limits: LimitsDep,
+        hosted: HostedStateDep,
         thread_id: ThreadId | None = None,
     ) -> JSONResponse:
         """Run and answer the thread's values when it ends."""
@@ -169,7 +171,7 @@ def build_router() -> APIRouter:
         await handle.result()
         record = await threads.get(owner, tid)
         run_path, _ = _paths(tid, handle.run.run_id)
-        values = values_of(await threads.conversation(record))
+        values = await thread_values(record, threads, hosted)
         return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
 
     @routes.get("/threads/{thread_id}/runs")
@@ -194,12 +196,17 @@ def build_router() -> APIRouter:
 
     @routes.get("/threads/{thread_id}/runs/{run_id}/join")
     async def join_run(
-        thread_id: ThreadId, run_id: str, owner: OwnerDep, runs: RunsDep, threads: ThreadsDep
+        thread_id: ThreadId,
+        run_id: str,
+        owner: OwnerDep,
+        runs: RunsDep,
+        threads: ThreadsDep,
+        hosted: HostedStateDep,
     ) -> dict[str, Any]:
         """Wait for the run; the thread's values after it."""
         run = await runs.get(owner, thread_id, run_id)
         await runs.result_of(uuid.UUID(run.run_id))
-        return values_of(await threads.conversation(await threads.get(owner, thread_id)))
+        return await thread_values(await threads.get(owner, thread_id), threads, hosted)
 
     @routes.get("/threads/{thread_id}/runs/{run_id}/stream")
     async def join_stream(

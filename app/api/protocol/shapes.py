@@ -9,13 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.agent.messages import stored_to_langchain
 from app.api.schemas import RunOut
-from app.errors import InvalidInput, ServiceError
+from app.errors import InvalidInput
 from app.memory.history import CheckpointRecord
 from app.memory.threads import ThreadRecord
 from app.memory.transcript import StoredMessage
-from app.services.run_model import BUILTIN_ASSISTANT_ID, BUILTIN_GRAPH, Run
+from app.services.run_model import BUILTIN_GRAPH, Run
 from app.settings import MultitaskStrategy
 
 # The stream modes this service renders (the protocol's names).
@@ -23,24 +22,30 @@ STREAM_MODES = ("values", "updates", "messages-tuple", "messages")
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "system": "system"}
 
 
-class AssistantNotFound(ServiceError):
-    status_code = 404
-    code = "assistant_not_found"
-
-    def __init__(self, assistant_id: str) -> None:
-        super().__init__(f"No assistant or graph {assistant_id!r} is served here (try {BUILTIN_GRAPH!r}).")
-
-
-def graph_of(assistant_id: str) -> str:
-    """The graph an assistant id names: its UUID or the graph's own name."""
-    if assistant_id in (BUILTIN_ASSISTANT_ID, BUILTIN_GRAPH):
-        return BUILTIN_GRAPH
-    raise AssistantNotFound(assistant_id)
+_TYPES = {"user": "human", "assistant": "ai", "tool": "tool", "system": "system"}
 
 
 def lc_message(message: StoredMessage) -> dict[str, Any]:
-    """A transcript row as a LangChain message dict, as the protocol's `values.messages` hold."""
-    body: dict[str, Any] = stored_to_langchain(message).model_dump()
+    """A transcript row as a LangChain message dict (what `model_dump()` of the message gives),
+    as the protocol's `values.messages` hold; built directly, as a stream builds many."""
+    kind = _TYPES.get(message.role, message.role)
+    body: dict[str, Any] = {
+        "content": message.content,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "type": kind,
+        "name": message.name,
+        "id": message.message_id,
+    }
+    if kind == "ai":
+        body["tool_calls"] = [
+            {"name": c["name"], "args": c["args"], "id": c["id"], "type": "tool_call"}
+            for c in message.tool_calls or []
+        ]
+        body["invalid_tool_calls"] = []
+        body["usage_metadata"] = None
+    elif kind == "tool":
+        body.update(tool_call_id=message.tool_call_id or "", artifact=None, status="success")
     return body
 
 
@@ -57,7 +62,7 @@ def checkpoint_ref(thread_id: str, checkpoint_id: str | None) -> dict[str, Any]:
     }
 
 
-def thread_json(record: ThreadRecord, messages: list[StoredMessage] | None) -> dict[str, Any]:
+def thread_json(record: ThreadRecord, values: dict[str, Any]) -> dict[str, Any]:
     busy = record.busy_at(datetime.now(UTC))
     return {
         "thread_id": record.thread_id,
@@ -65,14 +70,14 @@ def thread_json(record: ThreadRecord, messages: list[StoredMessage] | None) -> d
         "updated_at": record.updated_at.isoformat(),
         "metadata": record.metadata,
         "status": "busy" if busy else "idle",
-        "values": values_of(messages) if messages is not None else {},
+        "values": values,
         "interrupts": {},
     }
 
 
-def state_json(thread_id: str, record: CheckpointRecord, messages: list[StoredMessage]) -> dict[str, Any]:
+def state_json(thread_id: str, record: CheckpointRecord, values: dict[str, Any]) -> dict[str, Any]:
     return {
-        "values": values_of(messages),
+        "values": values,
         "next": [],
         "checkpoint": checkpoint_ref(thread_id, record.checkpoint_id),
         "metadata": {"step": record.step, "source": record.source, "run_id": record.run_id},

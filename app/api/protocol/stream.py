@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.agent.graph import AGENT_NODE, TOOLS_NODE
 from app.api.protocol.shapes import lc_message
 from app.memory.transcript import StoredMessage
 from app.services.events import (
@@ -24,7 +23,7 @@ from app.services.events import (
     TokenDelta,
     ToolResult,
 )
-from app.streaming import Frame
+from app.streaming import Frame, RawJson, encode
 
 _CHUNK_FIELDS: dict[str, Any] = {
     "additional_kwargs": {},
@@ -52,15 +51,19 @@ class ProtocolStream:
         self._run_id = run_id
         self._thread_id = thread_id
         self._modes = set(modes)
-        self._messages = [lc_message(m) for m in prior]
+        # Each message encoded once: a `values` frame resends the whole, growing list.
+        self._encoded = [encode(lc_message(m)) for m in prior]
         self._partial: dict[str, str] = {}
+
+    def _values(self) -> RawJson:
+        return RawJson('{"messages":[' + ",".join(self._encoded) + "]}")
 
     def _meta(self, node: str) -> dict[str, Any]:
         return {"langgraph_node": node, "run_id": self._run_id, "thread_id": self._thread_id}
 
     def _message_frames(self, message: dict[str, Any], node: str) -> list[tuple[str, Any]]:
         """Frames for a message a step completed (and the state after it)."""
-        self._messages.append(message)
+        self._encoded.append(encode(message))
         frames: list[tuple[str, Any]] = []
         if "updates" in self._modes:
             frames.append(("updates", {node: {"messages": [message]}}))
@@ -69,14 +72,14 @@ class ProtocolStream:
         if "messages" in self._modes:
             frames.append(("messages/complete", [message]))
         if "values" in self._modes:
-            frames.append(("values", {"messages": list(self._messages)}))
+            frames.append(("values", self._values()))
         return frames
 
     def _frames(self, item: RunEvent) -> list[tuple[str, Any]]:
         event = item.event
         if isinstance(event, RunStarted):
-            self._messages.extend(lc_message(m) for m in event.input)
-            return [("values", {"messages": list(self._messages)})] if "values" in self._modes else []
+            self._encoded.extend(encode(lc_message(m)) for m in event.input)
+            return [("values", self._values())] if "values" in self._modes else []
         if isinstance(event, TokenDelta):
             text = self._partial.get(event.message_id, "") + event.delta
             self._partial[event.message_id] = text
@@ -88,14 +91,14 @@ class ProtocolStream:
                 **_CHUNK_FIELDS,
             }
             if "messages-tuple" in self._modes:
-                frames.append(("messages", [chunk, self._meta(AGENT_NODE)]))
+                frames.append(("messages", [chunk, self._meta(event.node)]))
             if "messages" in self._modes:
                 frames.append(("messages/partial", [{**chunk, "type": "ai", "content": text}]))
             return frames
         if isinstance(event, MessageCompleted):
-            return self._message_frames(lc_message(event.message), AGENT_NODE)
+            return self._message_frames(lc_message(event.message), event.node)
         if isinstance(event, ToolResult):
-            return self._message_frames(_tool_message(event), TOOLS_NODE)
+            return self._message_frames(_tool_message(event), event.node)
         if isinstance(event, RunFailed):
             return [("error", {"error": event.code, "message": event.message})]
         if isinstance(event, RunDone):

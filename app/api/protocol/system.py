@@ -1,32 +1,34 @@
 """The Agent Protocol's server and assistant routes: `/info`, `/ok`, and the served graphs as
-assistants (the built-in cyber agent is `agent`)."""
+assistants (the built-in cyber agent is `agent`; users' graphs by their configured names)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import OwnerDep, RunsDep
-from app.api.protocol.shapes import graph_of
-from app.services.run_model import BUILTIN_ASSISTANT_ID, BUILTIN_GRAPH
+from app.services.graphs import AnyGraph, ServedGraph
 
 router = APIRouter()
-_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # the built-in assistant's fixed creation time
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # served assistants are configuration: a fixed time
 
 
-def assistant_json() -> dict[str, Any]:
+def assistant_json(served: ServedGraph) -> dict[str, Any]:
     return {
-        "assistant_id": BUILTIN_ASSISTANT_ID,
-        "graph_id": BUILTIN_GRAPH,
+        "assistant_id": served.assistant_id,
+        "graph_id": served.name,
         "config": {},
         "context": {},
         "metadata": {"created_by": "system"},
         "version": 1,
-        "name": BUILTIN_GRAPH,
-        "description": "The built-in cyber-security analyst agent (threat and user lookups).",
+        "name": served.name,
+        "description": (
+            "The built-in cyber-security analyst agent (threat and user lookups)." if served.builtin else None
+        ),
         "created_at": _EPOCH.isoformat(),
         "updated_at": _EPOCH.isoformat(),
     }
@@ -64,45 +66,50 @@ async def ok() -> dict[str, bool]:
 
 
 @router.post("/assistants/search")
-async def search_assistants(body: AssistantSearch, _: OwnerDep) -> list[dict[str, Any]]:
-    found = assistant_json()
-    matches = (
-        body.graph_id in (None, found["graph_id"])
-        and body.name in (None, found["name"])
-        and all(found["metadata"].get(k) == v for k, v in body.metadata.items())
-    )
-    return [found][body.offset : body.offset + body.limit] if matches else []
+async def search_assistants(body: AssistantSearch, _: OwnerDep, runs: RunsDep) -> list[dict[str, Any]]:
+    found = [
+        assistant_json(g)
+        for g in runs.catalog.all()
+        if body.graph_id in (None, g.name)
+        and body.name in (None, g.name)
+        and all(assistant_json(g)["metadata"].get(k) == v for k, v in body.metadata.items())
+    ]
+    return found[body.offset : body.offset + body.limit]
 
 
-async def _assistant(assistant_id: str) -> str:
-    return graph_of(assistant_id)
+async def _served(assistant_id: str, runs: RunsDep) -> ServedGraph:
+    return runs.catalog.get(assistant_id)
 
 
-AssistantDep = Annotated[str, Depends(_assistant)]
+ServedDep = Annotated[ServedGraph, Depends(_served)]
+
+
+async def _drawable(served: ServedGraph) -> AnyGraph:
+    # A factory's graph may depend on the run; an empty config draws its default shape.
+    empty: RunnableConfig = {"configurable": {}}
+    return await served.compiled(empty)
 
 
 @router.get("/assistants/{assistant_id}")
-async def get_assistant(_graph: AssistantDep, _: OwnerDep) -> dict[str, Any]:
-    return assistant_json()
+async def get_assistant(served: ServedDep, _: OwnerDep) -> dict[str, Any]:
+    return assistant_json(served)
 
 
 @router.get("/assistants/{assistant_id}/graph")
-async def get_graph(_graph: AssistantDep, _: OwnerDep, runs: RunsDep, request: Request) -> dict[str, Any]:
+async def get_graph(served: ServedDep, _: OwnerDep, xray: Annotated[bool, Query()] = False) -> dict[str, Any]:
     """The graph's nodes and edges (what Studio draws)."""
-    drawn: dict[str, Any] = runs.graph.get_graph(
-        xray=request.query_params.get("xray") in ("1", "true")
-    ).to_json()
+    drawn: dict[str, Any] = (await _drawable(served)).get_graph(xray=xray).to_json()
     return drawn
 
 
 @router.get("/assistants/{assistant_id}/schemas")
-async def get_schemas(_graph: AssistantDep, _: OwnerDep, runs: RunsDep) -> dict[str, Any]:
-    graph = runs.graph
+async def get_schemas(served: ServedDep, _: OwnerDep) -> dict[str, Any]:
+    graph = await _drawable(served)
     return {
-        "graph_id": BUILTIN_GRAPH,
+        "graph_id": served.name,
         "input_schema": graph.get_input_jsonschema(),
         "output_schema": graph.get_output_jsonschema(),
-        "state_schema": graph.get_input_jsonschema(),
+        "state_schema": graph.get_output_jsonschema(),
         "config_schema": None,
         "context_schema": None,
     }

@@ -8,9 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import THREAD_ID_PATTERN, LimitsDep, OwnerDep, ThreadsDep
-from app.api.protocol.shapes import empty_state, new_thread_id, state_json, thread_json
+from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, ThreadsDep
+from app.api.protocol.shapes import empty_state, new_thread_id, state_json, thread_json, values_of
 from app.errors import ThreadExists
+from app.memory.threads import ThreadRecord
+from app.services.hosted_state import HostedState
+from app.services.threads import ThreadService
 
 router = APIRouter()
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
@@ -50,7 +53,9 @@ class HistoryQuery(BaseModel):
 
 
 @router.post("/threads")
-async def create_thread(body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep) -> dict[str, Any]:
+async def create_thread(
+    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
     thread_id = body.thread_id or new_thread_id()
     try:
         record = await threads.create(owner, thread_id, title=None, metadata=body.metadata)
@@ -58,12 +63,12 @@ async def create_thread(body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep
         if body.if_exists != "do_nothing":
             raise
         record = await threads.get(owner, thread_id)
-    return thread_json(record, await threads.conversation(record))
+    return thread_json(record, await thread_values(record, threads, hosted))
 
 
 @router.post("/threads/search")
 async def search_threads(
-    body: ThreadSearch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+    body: ThreadSearch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, hosted: HostedStateDep
 ) -> list[dict[str, Any]]:
     """Threads matching a metadata filter, with their values (two round trips for a page)."""
     if body.status in ("interrupted", "error"):
@@ -77,21 +82,25 @@ async def search_threads(
         order_by=body.sort_by,
         descending=body.sort_order == "desc",
     )
-    return [thread_json(record, messages) for record, messages in found]
+    return [
+        thread_json(record, await hosted.values(record) or values_of(messages)) for record, messages in found
+    ]
 
 
 @router.get("/threads/{thread_id}")
-async def get_thread(thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep) -> dict[str, Any]:
+async def get_thread(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
     record = await threads.get(owner, thread_id)
-    return thread_json(record, await threads.conversation(record))
+    return thread_json(record, await thread_values(record, threads, hosted))
 
 
 @router.patch("/threads/{thread_id}")
 async def update_thread(
-    thread_id: ThreadId, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep
+    thread_id: ThreadId, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
 ) -> dict[str, Any]:
     record = await threads.update(owner, thread_id, title=None, set_title=False, metadata=body.metadata)
-    return thread_json(record, await threads.conversation(record))
+    return thread_json(record, await thread_values(record, threads, hosted))
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
@@ -101,8 +110,10 @@ async def delete_thread(thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDe
 
 
 @router.get("/threads/{thread_id}/state")
-async def get_state(thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep) -> dict[str, Any]:
-    return await _state(thread_id, owner, threads, None)
+async def get_state(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    return await _state(thread_id, owner, threads, hosted, None)
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
@@ -111,24 +122,31 @@ async def get_state_at(
     checkpoint_id: Annotated[str, Path(max_length=64)],
     owner: OwnerDep,
     threads: ThreadsDep,
+    hosted: HostedStateDep,
 ) -> dict[str, Any]:
-    return await _state(thread_id, owner, threads, checkpoint_id)
+    return await _state(thread_id, owner, threads, hosted, checkpoint_id)
 
 
 async def _state(
-    thread_id: str, owner: str, threads: ThreadsDep, checkpoint_id: str | None
+    thread_id: str, owner: str, threads: ThreadService, hosted: HostedState, checkpoint_id: str | None
 ) -> dict[str, Any]:
     record = await threads.get(owner, thread_id)
     wanted = checkpoint_id or record.head_checkpoint_id
     if wanted is None:
         return empty_state(thread_id)  # a new thread: no checkpoint yet
     checkpoint, messages = await threads.checkpoint_state(record, wanted)
-    return state_json(thread_id, checkpoint, messages)
+    values = await hosted.values(record, wanted) or values_of(messages)
+    return state_json(thread_id, checkpoint, values)
 
 
 @router.post("/threads/{thread_id}/history")
 async def get_history(
-    thread_id: ThreadId, body: HistoryQuery, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep
+    thread_id: ThreadId,
+    body: HistoryQuery,
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    hosted: HostedStateDep,
 ) -> list[dict[str, Any]]:
     """The thread's states, newest first: one per completed turn, each with its values."""
     before = (
@@ -136,7 +154,17 @@ async def get_history(
         if isinstance(body.before, dict)
         else body.before
     )
-    _, states = await threads.history_states(
+    thread, states = await threads.history_states(
         owner, thread_id, limit=min(body.limit, limits.max_page_size), before=before
     )
-    return [state_json(thread_id, record, messages) for record, messages in states]
+    return [
+        state_json(
+            thread_id, record, await hosted.values(thread, record.checkpoint_id) or values_of(messages)
+        )
+        for record, messages in states
+    ]
+
+
+async def thread_values(record: ThreadRecord, threads: ThreadService, hosted: HostedState) -> dict[str, Any]:
+    """A thread's values: a hosted graph's state, or the built-in agent's whole conversation."""
+    return await hosted.values(record) or values_of(await threads.conversation(record))
