@@ -73,25 +73,35 @@ async function shown(page) {
   return page.evaluate(() => ({
     messages: [...document.querySelectorAll("li")].map((li) => ({
       type: li.dataset.type,
-      text: li.textContent,
+      text: li.querySelector("span").textContent,
       id: li.dataset.id,
     })),
     status: document.querySelector('[role="status"]').textContent,
+    error: document.querySelector('[role="alert"]')?.textContent ?? null,
   }));
 }
 
 /** Wait until the page has `turns` questions and is idle with an answer after the last one. */
 async function turnDone(page, turns) {
-  await page.waitForFunction((n) => {
+  await waitFor(page, (n) => {
     const items = [...document.querySelectorAll("li")];
     const last = items.at(-1);
     return (
       items.filter((li) => li.dataset.type === "human").length === n &&
       last?.dataset.type === "ai" &&
-      last.textContent.length > 0 &&
+      last.querySelector("span").textContent.length > 0 &&
       document.querySelector('[role="status"]').textContent === "idle"
     );
   }, turns);
+}
+
+/** page.waitForFunction, failing with what the page shows. */
+async function waitFor(page, predicate, argument) {
+  try {
+    await page.waitForFunction(predicate, argument);
+  } catch (error) {
+    throw new Error(`${error.message}\nthe page shows: ${JSON.stringify(await shown(page))}`, { cause: error });
+  }
 }
 
 async function ask(page, text) {
@@ -99,7 +109,7 @@ async function ask(page, text) {
   await page.getByLabel("Message").press("Enter");
 }
 
-test("useStream streams the demo dialogue, and a reloaded page rejoins the running turn", async () => {
+test("useStream: the demo dialogue, a reload that rejoins the running turn, an edited question", async () => {
   const page = await browser.newPage();
   const problems = [];
   page.on("console", (message) => message.type() === "error" && problems.push(`console: ${message.text()}`));
@@ -128,12 +138,12 @@ test("useStream streams the demo dialogue, and a reloaded page rejoins the runni
 
   // A third turn, reloaded while its answer streams: the page rejoins the run and finishes it.
   await ask(page, QUESTION);
-  await page.waitForFunction(() => {
+  await waitFor(page, () => {
     const items = [...document.querySelectorAll("li")];
     return (
       items.filter((li) => li.dataset.type === "human").length === 3 &&
       items.at(-1).dataset.type === "ai" &&
-      items.at(-1).textContent.length > 0
+      items.at(-1).querySelector("span").textContent.length > 0
     );
   });
   const runId = await page.evaluate((id) => window.sessionStorage.getItem(`lg:stream:${id}`), threadId);
@@ -154,6 +164,23 @@ test("useStream streams the demo dialogue, and a reloaded page rejoins the runni
     "the page shows the thread's whole conversation, each message once",
   );
   assert.equal(view.messages.at(-1).text, state.values.messages.at(-1).content);
+
+  // Editing the second question forks the thread before it: the third turn leaves the page.
+  const edited = "Who committed the latest phishing threat?";
+  page.once("dialog", (dialog) => dialog.accept(edited));
+  await page.getByRole("listitem").filter({ hasText: FOLLOW_UP }).getByRole("button", { name: "Edit" }).click();
+  await turnDone(page, 2);
+  const forked = await shown(page);
+  const head = await client.threads.getState(threadId);
+  assert.deepEqual(
+    forked.messages.map((m) => m.id),
+    head.values.messages.map((m) => m.id),
+  );
+  assert.deepEqual(
+    forked.messages.filter((m) => m.type === "human").map((m) => m.text),
+    [QUESTION, edited],
+  );
+  assert.match(forked.messages.at(-1).text, /Phishing/);
   assert.deepEqual([...origins].sort(), [origin, new URL(apiUrl()).origin].sort());
   assert.deepEqual(problems, []);
   await page.close();

@@ -1,5 +1,6 @@
 // A minimal chat page on useStream, the way LangGraph's React apps use it: the thread id in the
-// URL, runs rejoined after a reload (reconnectOnMount), the conversation from the thread's history.
+// URL, runs rejoined after a reload (reconnectOnMount), the conversation and its branches from
+// the thread's history, a question edited by forking at the checkpoint before it.
 import { useStream } from "@langchain/langgraph-sdk/react";
 import { useState } from "react";
 import { createRoot } from "react-dom/client";
@@ -29,6 +30,13 @@ function Chat() {
     reconnectOnMount: true,
     fetchStateHistory: true,
   });
+  // Editing a question forks the thread at the checkpoint before it, as agent-chat-ui does.
+  const edit = (message) => {
+    const text = window.prompt("Edit the question", textOf(message.content));
+    if (!text) return;
+    const parent = stream.getMessagesMetadata(message)?.firstSeenState?.parent_checkpoint;
+    stream.submit({ messages: [{ type: "human", content: text }] }, { checkpoint: parent });
+  };
   const send = (event) => {
     event.preventDefault();
     const box = event.currentTarget.elements.message;
@@ -40,7 +48,12 @@ function Chat() {
       <ol aria-label="Conversation">
         {stream.messages.map((message) => (
           <li key={message.id} data-id={message.id} data-type={message.type}>
-            {textOf(message.content)}
+            <span>{textOf(message.content)}</span>
+            {message.type === "human" ? (
+              <button type="button" onClick={() => edit(message)}>
+                Edit
+              </button>
+            ) : null}
           </li>
         ))}
       </ol>
