@@ -11,6 +11,7 @@ after exactly that event:
 | `tool_call`   | `{message_id, tool_call_id, name, args}`                      |
 | `tool_result` | `{message_id, tool_call_id, name, content, node}`             |
 | `message`     | a complete assistant message (as in the JSON API), plus `node` |
+| `custom`      | what a hosted graph's node wrote with `get_stream_writer()`    |
 | `error`       | `{code, message}`: the run failed or was cancelled (`cancelled`); nothing was saved |
 | `done`        | `{run_id, thread_id, checkpoint_id, new_messages}`            |
 

@@ -28,6 +28,8 @@ from app.memory.run_events import CHANNEL, CLOSE_LOG_SQL
 from app.memory.threads import ThreadRecord
 
 ACTIVE = ("pending", "running")
+# A fork from before the thread's first turn: a new branch that starts empty.
+FROM_START = "~start"
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,8 @@ class RunStore:
             return TurnStart(
                 checkpoint_id=thread.head_checkpoint_id, branch=thread.branch, seq=thread.message_count
             )
+        if checkpoint_id == FROM_START:
+            return TurnStart(checkpoint_id=None, branch=thread.branch, seq=0, fork=True)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT branch, message_count FROM lma_runs"

@@ -55,6 +55,13 @@ class MessageCompleted:
 
 
 @dataclass(frozen=True)
+class CustomData:
+    """What a graph's node wrote to the stream itself (`get_stream_writer()`), as JSON."""
+
+    data: Any
+
+
+@dataclass(frozen=True)
 class RunFailed:
     code: str
     message: str
@@ -68,7 +75,16 @@ class RunDone:
     new_messages: int
 
 
-TurnEvent = RunStarted | TokenDelta | ToolCallStarted | ToolResult | MessageCompleted | RunFailed | RunDone
+TurnEvent = (
+    RunStarted
+    | TokenDelta
+    | ToolCallStarted
+    | ToolResult
+    | MessageCompleted
+    | CustomData
+    | RunFailed
+    | RunDone
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,7 @@ KINDS: dict[type[Any], str] = {
     ToolCallStarted: "tool_call",
     ToolResult: "tool_result",
     MessageCompleted: "message",
+    CustomData: "custom",
     RunFailed: "error",
     RunDone: "done",
 }

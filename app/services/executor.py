@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -21,7 +22,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Tool
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Overwrite
+from langgraph.types import Overwrite, StreamMode
 
 from app.agent.graph import AGENT_NODE, HISTORY_KEY, TOOLS_NODE
 from app.agent.messages import text_of, to_langchain, to_stored
@@ -41,6 +42,7 @@ from app.memory.runs import RunStore, TurnStart
 from app.memory.threads import ThreadRecord
 from app.observability.metrics import Metrics, timed_checkpoint_write
 from app.services.events import (
+    CustomData,
     MessageCompleted,
     RunDone,
     RunFailed,
@@ -104,6 +106,18 @@ def step_events(
                 )
             )
     return events
+
+
+# What a watched run streams: tokens, steps, what nodes write with `get_stream_writer()`.
+LIVE_MODES: list[StreamMode] = ["messages", "updates", "custom", "checkpoints"]
+
+
+def _jsonable(value: Any) -> Any:
+    """A graph's custom stream data as JSON (anything else as its text)."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _update_events(run_id: uuid.UUID, payload: dict[str, Any]) -> list[TurnEvent]:
@@ -291,11 +305,11 @@ class Executor:
             HISTORY_KEY: earlier,
             # The head we know completed is the thread's latest checkpoint, never the newest row,
             # which could be a partial one of a crashed run.
-            HEAD_KEY: thread.head_checkpoint_id,
+            HEAD_KEY: None if start.fork and start.checkpoint_id is None else thread.head_checkpoint_id,
             # The checkpoint is written by the commit below, with the transcript and the head.
             STAGE_KEY: staged,
         }
-        if start.fork:
+        if start.fork and start.checkpoint_id is not None:
             configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
@@ -317,7 +331,7 @@ class Executor:
             config,
             # Token and step events only when someone may watch: without a "messages" consumer
             # the model is called without streaming, which costs less.
-            stream_mode=["messages", "updates", "checkpoints"] if execution.live_events else ["checkpoints"],
+            stream_mode=LIVE_MODES if execution.live_events else ["checkpoints"],
             durability="exit",
         )
         async for mode, payload in stream:
@@ -334,6 +348,8 @@ class Executor:
             elif mode == "updates":
                 for event in _update_events(execution.run_id, payload):
                     live.emit(event)
+            elif mode == "custom":
+                live.emit(CustomData(data=_jsonable(payload)))
         assert checkpoint_id is not None and checkpoint_id == staged.last_id
         turn = [m for m in final if m.id not in known] if known else final
         new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(turn)]

@@ -30,7 +30,7 @@ from app.errors import (
 )
 from app.memory.execution import Claim, ExecutionStore
 from app.memory.history import CheckpointHistory
-from app.memory.runs import NewRun, RunQuery, RunRecord, RunStore
+from app.memory.runs import FROM_START, NewRun, RunQuery, RunRecord, RunStore
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.metrics import Metrics
@@ -227,7 +227,7 @@ class RunService:
         thread = await self._registry.get(owner, thread_id)
         if thread is None:
             raise ThreadNotFound(thread_id)
-        if await self._history.get(thread.thread_key, checkpoint_id) is None:
+        if checkpoint_id != FROM_START and await self._history.get(thread.thread_key, checkpoint_id) is None:
             raise CheckpointNotFound(thread_id, checkpoint_id)
 
     async def _clear_thread(self, request: TurnRequest, *, rollback: bool) -> None:

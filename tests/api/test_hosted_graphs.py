@@ -147,3 +147,41 @@ async def test_a_graph_that_cannot_be_served_stops_the_start_naming_the_file(
     assert expected in str(failure.value)
     if "exist" not in expected and ":" in source:
         assert str(tmp_path / path) in str(failure.value)
+
+
+async def test_what_a_node_writes_to_the_stream_reaches_the_client(database_url: str, tmp_path: Path) -> None:
+    (tmp_path / "progress.py").write_text(
+        "from langchain_core.messages import AIMessage\n"
+        "from langgraph.config import get_stream_writer\n"
+        "from langgraph.graph import StateGraph, START, MessagesState\n"
+        "def work(state: MessagesState):\n"
+        "    write = get_stream_writer()\n"
+        "    for done in (50, 100):\n"
+        "        write({'progress': done})\n"
+        "    return {'messages': [AIMessage('finished')]}\n"
+        "builder = StateGraph(MessagesState)\n"
+        "builder.add_node('work', work)\n"
+        "builder.add_edge(START, 'work')\n"
+        "graph = builder.compile()\n"
+    )
+    settings = make_settings(database_url, graphs={"graphs": f"progress={tmp_path / 'progress.py'}:graph"})
+    async with real_server(settings) as url:
+        sdk = get_client(url=url + PREFIX)
+        try:
+            thread_id = (await sdk.threads.create())["thread_id"]
+            parts = [
+                p
+                async for p in sdk.runs.stream(
+                    thread_id,
+                    "progress",
+                    input={"messages": [{"role": "user", "content": "go"}]},
+                    stream_mode=["custom", "updates"],
+                )
+            ]
+            assert [p.data for p in parts if p.event == "custom"] == [{"progress": 50}, {"progress": 100}]
+            run_id = parts[0].data["run_id"]
+            async with httpx.AsyncClient(base_url=url) as client:
+                native = (await client.get(f"/threads/{thread_id}/runs/{run_id}/stream")).text
+            assert native.count("event: custom") == 2
+        finally:
+            await sdk.aclose()

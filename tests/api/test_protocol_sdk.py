@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -111,15 +112,22 @@ async def test_wait_state_and_history(sdk: LangGraphClient) -> None:
     state = await sdk.threads.get_state(thread_id)
     assert contents(state["values"]) == contents(second) and list(state["next"]) == []
     history = await sdk.threads.get_history(thread_id, limit=10)
+    # Per turn, newest first: its checkpoint, then the state holding its question (its parent).
     assert [len(h["values"]["messages"]) for h in history if isinstance(h["values"], dict)] == [
         len(second["messages"]),
+        len(first["messages"]) + 1,
         len(first["messages"]),
+        1,
     ]
     assert history[0]["checkpoint"]["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
-    parent = history[0]["parent_checkpoint"]
-    assert parent is not None and parent["checkpoint_id"] == history[1]["checkpoint"]["checkpoint_id"]
-    older = await sdk.threads.get_state(thread_id, checkpoint_id=history[1]["checkpoint"]["checkpoint_id"])
+    for newer, older_state in itertools.pairwise(history):
+        parent = newer["parent_checkpoint"]
+        assert parent is not None and parent["checkpoint_id"] == older_state["checkpoint"]["checkpoint_id"]
+    assert history[-1]["parent_checkpoint"] is None
+    older = await sdk.threads.get_state(thread_id, checkpoint_id=history[2]["checkpoint"]["checkpoint_id"])
     assert contents(older["values"]) == contents(first)
+    asked = await sdk.threads.get_state(thread_id, checkpoint_id=history[1]["checkpoint"]["checkpoint_id"])
+    assert contents(asked["values"]) == [*contents(first), ("human", "What was their IP address?")]
     thread_less = await wait(sdk, None, "hello")
     assert thread_less["messages"][0]["content"] == "hello"
 
@@ -238,25 +246,83 @@ async def test_location_headers_resolve_against_the_clients_base_url(sdk: LangGr
     assert events(again) == events(first) and "event: end" in events(first)
 
 
-async def test_a_stream_forked_from_a_checkpoint_renders_that_conversation(sdk: LangGraphClient) -> None:
-    """An edited question (agent-chat-ui: a run from the turn's parent checkpoint) streams the
-    conversation of that branch, not the one it replaces."""
+async def test_a_forked_stream_renders_the_conversation_of_its_branch(sdk: LangGraphClient) -> None:
+    """Regenerate and edit (runs from a turn's input state) stream the conversation of their
+    branch, not the one they replace."""
     thread_id = (await sdk.threads.create())["thread_id"]
     first = await wait(sdk, thread_id, QUESTION)
     await wait(sdk, thread_id, "What was their IP address?")
     parent = (await sdk.threads.get_history(thread_id, limit=1))[0]["parent_checkpoint"]
     assert parent is not None
     edited: dict[str, Any] = {"messages": [{"role": "user", "content": "And the latest phishing threat?"}]}
-    parts = [
-        p
-        async for p in sdk.runs.stream(
-            thread_id, "agent", input=edited, stream_mode="values", checkpoint_id=parent["checkpoint_id"]
-        )
-    ]
-    streamed = [p.data for p in parts if p.event == "values"][-1]
-    state = await sdk.threads.get_state(thread_id)
-    assert contents(streamed) == contents(state["values"])
-    assert contents(streamed)[: len(first["messages"]) + 1] == [
-        *contents(first),
-        ("human", "And the latest phishing threat?"),
-    ]
+    for given, question in (
+        (None, "What was their IP address?"),
+        (edited, "And the latest phishing threat?"),
+    ):
+        parts = [
+            p
+            async for p in sdk.runs.stream(
+                thread_id, "agent", input=given, stream_mode="values", checkpoint=parent
+            )
+        ]
+        streamed = [p.data for p in parts if p.event == "values"][-1]
+        assert contents(streamed) == contents((await sdk.threads.get_state(thread_id))["values"])
+        assert contents(streamed)[: len(first["messages"]) + 1] == [*contents(first), ("human", question)]
+
+
+def first_seen(history: list[Any], message_id: str) -> Any:
+    """The oldest state holding a message (how `useStream` finds where a message first appeared)."""
+    return next(
+        h for h in reversed(history) if message_id in {m["id"] for m in h["values"].get("messages", [])}
+    )
+
+
+async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    await wait(sdk, thread_id, QUESTION)
+    second = await wait(sdk, thread_id, "What was their IP address?")
+    history = await sdk.threads.get_history(thread_id, limit=10)
+    assert [h["next"] for h in history] == [[], ["agent"], [], ["agent"]]
+    answer = second["messages"][-1]
+    # Regenerate: re-run from the parent of the state where the answer first appeared, no input.
+    parent = first_seen(history, answer["id"])["parent_checkpoint"]
+    assert parent["checkpoint_id"].endswith("~input")
+    regenerated = await sdk.runs.wait(thread_id, "agent", input=None, checkpoint=parent)
+    assert isinstance(regenerated, dict)
+    assert (
+        contents(regenerated)[:-1] == contents(second)[:-1]
+        and regenerated["messages"][-1]["id"] != answer["id"]
+    )
+    assert regenerated["messages"][-1]["content"] == answer["content"]  # the offline model is deterministic
+    # Edit the second question: run from the parent of the state where it first appeared.
+    question = second["messages"][-2]
+    assert question["type"] == "human"
+    history = await sdk.threads.get_history(thread_id, limit=10)
+    before_question = first_seen(history, question["id"])["parent_checkpoint"]
+    edited = await sdk.runs.wait(
+        thread_id,
+        "agent",
+        input={"messages": [{"role": "user", "content": "Who committed the latest phishing threat?"}]},
+        checkpoint=before_question,
+    )
+    assert isinstance(edited, dict)
+    kept = len(second["messages"]) - 2  # the first turn
+    assert contents(edited)[:kept] == contents(second)[:kept]
+    assert edited["messages"][kept]["content"] == "Who committed the latest phishing threat?"
+    assert "Phishing" in edited["messages"][-1]["content"]
+    # The first branch is still there to read.
+    old = await sdk.threads.get_state(
+        thread_id, checkpoint_id=first_seen(history, answer["id"])["checkpoint"]["checkpoint_id"]
+    )
+    assert contents(old["values"]) == contents(second)
+
+
+async def test_regenerating_the_first_answer_starts_the_thread_over(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, QUESTION)
+    history = await sdk.threads.get_history(thread_id)
+    parent = first_seen(history, first["messages"][-1]["id"])["parent_checkpoint"]
+    again = await sdk.runs.wait(thread_id, "agent", input=None, checkpoint=parent)
+    assert isinstance(again, dict)
+    assert contents(again) == contents(first) and again["messages"][0]["id"] != first["messages"][0]["id"]
+    assert len(await sdk.threads.get_history(thread_id)) == 4  # two first turns, on two branches

@@ -117,13 +117,21 @@ describe("runs.stream, runs.wait, state and history", () => {
     assert.deepEqual(state.values, second);
     assert.deepEqual(state.next, []);
     const history = await client.threads.getHistory(threadId, { limit: 10 });
+    // Each turn, newest first: its checkpoint, then its input state (the question, about to run).
     assert.deepEqual(
-      history.map((h) => h.values.messages.length),
-      [second.messages.length, first.messages.length],
+      history.map((h) => [h.next, h.values.messages.length]),
+      [
+        [[], second.messages.length],
+        [["agent"], first.messages.length + 1],
+        [[], first.messages.length],
+        [["agent"], 1],
+      ],
     );
     assert.equal(history[0].checkpoint.checkpoint_id, state.checkpoint.checkpoint_id);
-    assert.equal(history[0].parent_checkpoint.checkpoint_id, history[1].checkpoint.checkpoint_id);
-    const older = await client.threads.getState(threadId, history[1].checkpoint.checkpoint_id);
+    for (const [index, newer] of history.slice(0, -1).entries()) {
+      assert.equal(newer.parent_checkpoint.checkpoint_id, history[index + 1].checkpoint.checkpoint_id);
+    }
+    const older = await client.threads.getState(threadId, history[2].checkpoint.checkpoint_id);
     assert.deepEqual(older.values, first);
 
     const threadLess = await client.runs.wait(null, "agent", { input: ASK });

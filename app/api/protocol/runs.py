@@ -16,8 +16,12 @@ from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep,
 from app.api.protocol.shapes import RunCreate, new_thread_id, run_json
 from app.api.protocol.stream import ProtocolStream
 from app.api.protocol.threads import thread_values
+from app.api.protocol.turn_states import fork_point
 from app.api.schemas import RunCancelMany
 from app.errors import InvalidInput, ThreadNotFound
+from app.memory.runs import FROM_START
+from app.memory.threads import ThreadRecord
+from app.memory.transcript import StoredMessage
 from app.services.run_model import RunQuery, RunStatus, TurnRequest
 from app.services.runs import RunHandle, RunService
 from app.services.threads import ThreadService
@@ -38,6 +42,18 @@ def _paths(thread_id: str, run_id: str, modes: list[str] | None = None) -> tuple
     return run, f"{run}/stream{query}"
 
 
+async def _starting_conversation(
+    threads: ThreadService, record: ThreadRecord, fork: str | None
+) -> list[StoredMessage]:
+    """The conversation a run starts from: the thread's, or a fork's (edit, regenerate) at its
+    fork point, so that the run's streamed `values` are that branch's."""
+    if fork is None:
+        return await threads.conversation(record)
+    if fork == FROM_START:
+        return []
+    return (await threads.checkpoint_state(record, fork))[1]
+
+
 async def _submit(
     thread_id: str | None,
     body: RunCreate,
@@ -51,30 +67,30 @@ async def _submit(
 ) -> tuple[str, RunHandle, list[Any]]:
     """Start the run; its thread id, handle, and the conversation it starts from."""
     served = runs.catalog.get(body.assistant_id)
-    messages = body.messages()
-    check_turn_messages(messages, limits)
     body.modes()
+    fork = body.fork_from()
     prior: list[Any] = []
+    messages: list[tuple[str, str]] = []
     if thread_id is None:
         thread_id = new_thread_id()
     else:
         record = await threads.find(owner, thread_id)
         if record is None and body.if_not_exists == "reject":
             raise ThreadNotFound(thread_id)
+        if record is not None and fork is not None:
+            # A client's fork point (a turn's input state) is a checkpoint and maybe a question.
+            fork, messages = await fork_point(threads, record, fork)
         if record is not None and stream:
-            # A run forked from a checkpoint (edit, regenerate) continues that conversation.
-            fork = body.fork_from()
-            prior = (
-                (await threads.checkpoint_state(record, fork))[1]
-                if fork
-                else await threads.conversation(record)
-            )
+            prior = await _starting_conversation(threads, record, fork)
+    if body.input is not None or not messages:
+        messages = body.messages()
+    check_turn_messages(messages, limits)
     handle = await runs.submit(
         TurnRequest(
             owner=owner,
             thread_id=thread_id,
             messages=messages,
-            checkpoint_id=body.fork_from(),
+            checkpoint_id=fork,
             metadata=body.metadata,
             multitask_strategy=body.multitask_strategy,
             background=background,

@@ -18,7 +18,7 @@ from app.services.run_model import BUILTIN_GRAPH, Run
 from app.settings import MultitaskStrategy
 
 # The stream modes this service renders (the protocol's names).
-STREAM_MODES = ("values", "updates", "messages-tuple", "messages")
+STREAM_MODES = ("values", "updates", "messages-tuple", "messages", "custom")
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "system": "system"}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from app.api.protocol.shapes import lc_message
 from app.memory.transcript import StoredMessage
 from app.services.events import (
+    CustomData,
     MessageCompleted,
     RunDone,
     RunEvent,
@@ -99,6 +100,8 @@ class ProtocolStream:
             return self._message_frames(lc_message(event.message), event.node)
         if isinstance(event, ToolResult):
             return self._message_frames(_tool_message(event), event.node)
+        if isinstance(event, CustomData):
+            return [("custom", event.data)] if "custom" in self._modes else []
         if isinstance(event, RunFailed):
             return [("error", {"error": event.code, "message": event.message})]
         if isinstance(event, RunDone):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, ThreadsDep
 from app.api.protocol.shapes import empty_state, new_thread_id, state_json, thread_json, values_of
+from app.api.protocol.turn_states import input_state_json, split, turn_state_json, turn_states
 from app.errors import ThreadExists
 from app.memory.threads import ThreadRecord
 from app.services.hosted_state import HostedState
@@ -134,9 +135,14 @@ async def _state(
     wanted = checkpoint_id or record.head_checkpoint_id
     if wanted is None:
         return empty_state(thread_id)  # a new thread: no checkpoint yet
-    checkpoint, messages = await threads.checkpoint_state(record, wanted)
-    values = await hosted.values(record, wanted) or values_of(messages)
-    return state_json(thread_id, checkpoint, values)
+    if hosted.graph_of(record) is not None:
+        checkpoint, _ = await threads.checkpoint_state(record, wanted)
+        return state_json(thread_id, checkpoint, await hosted.values(record, wanted) or {})
+    turn_id, is_input = split(wanted)
+    checkpoint, messages = await threads.checkpoint_state(record, turn_id)
+    if is_input:
+        return input_state_json(thread_id, checkpoint, messages)
+    return turn_state_json(thread_id, checkpoint, messages)
 
 
 @router.post("/threads/{thread_id}/history")
@@ -148,21 +154,23 @@ async def get_history(
     limits: LimitsDep,
     hosted: HostedStateDep,
 ) -> list[dict[str, Any]]:
-    """The thread's states, newest first: one per completed turn, each with its values."""
-    before = (
+    """The thread's states, newest first, each with its values: per turn of the built-in agent
+    its checkpoint and its input state (`turn_states`); per checkpoint of a hosted graph."""
+    cursor = (
         body.before.get("configurable", {}).get("checkpoint_id")
         if isinstance(body.before, dict)
         else body.before
     )
-    thread, states = await threads.history_states(
-        owner, thread_id, limit=min(body.limit, limits.max_page_size), before=before
-    )
-    return [
-        state_json(
-            thread_id, record, await hosted.values(thread, record.checkpoint_id) or values_of(messages)
-        )
-        for record, messages in states
-    ]
+    before = split(cursor)[0] if isinstance(cursor, str) else None
+    limit = min(body.limit, limits.max_page_size)
+    thread, states = await threads.history_states(owner, thread_id, limit=limit, before=before)
+    if hosted.graph_of(thread) is not None:
+        return [
+            state_json(thread_id, record, await hosted.values(thread, record.checkpoint_id) or {})
+            for record, _ in states
+        ]
+    found = [state for record, messages in states for state in turn_states(thread_id, record, messages)]
+    return found[:limit]
 
 
 async def thread_values(record: ThreadRecord, threads: ThreadService, hosted: HostedState) -> dict[str, Any]:
