@@ -100,7 +100,9 @@ async function waitFor(page, predicate, argument) {
   try {
     await page.waitForFunction(predicate, argument);
   } catch (error) {
-    throw new Error(`${error.message}\nthe page shows: ${JSON.stringify(await shown(page))}`, { cause: error });
+    const { messages, ...rest } = await shown(page);
+    const tail = JSON.stringify({ ...rest, messages: messages.length, last: messages.slice(-3) });
+    throw new Error(`${error.message}\nthe page shows: ${tail}`, { cause: error });
   }
 }
 
@@ -109,7 +111,7 @@ async function ask(page, text) {
   await page.getByLabel("Message").press("Enter");
 }
 
-test("useStream: the demo dialogue, a reload that rejoins the running turn, an edited question", async () => {
+test("useStream: the demo dialogue, a reload that rejoins a running turn, edit and regenerate", async () => {
   const page = await browser.newPage();
   const problems = [];
   page.on("console", (message) => message.type() === "error" && problems.push(`console: ${message.text()}`));
@@ -164,6 +166,24 @@ test("useStream: the demo dialogue, a reload that rejoins the running turn, an e
     "the page shows the thread's whole conversation, each message once",
   );
   assert.equal(view.messages.at(-1).text, state.values.messages.at(-1).content);
+
+  // Regenerating the last answer replaces it with a new one (the offline model says it again).
+  await page.getByRole("button", { name: "Regenerate" }).click();
+  await waitFor(page, (oldId) => {
+    const last = [...document.querySelectorAll("li")].at(-1);
+    const idle = document.querySelector('[role="status"]').textContent === "idle";
+    return idle && last.dataset.type === "ai" && last.dataset.id !== oldId;
+  }, view.messages.at(-1).id);
+  const regenerated = await shown(page);
+  assert.deepEqual(
+    regenerated.messages.map((m) => m.id),
+    (await client.threads.getState(threadId)).values.messages.map((m) => m.id),
+  );
+  assert.deepEqual(
+    regenerated.messages.slice(0, -1).map((m) => m.text),
+    view.messages.slice(0, -1).map((m) => m.text),
+  );
+  assert.equal(regenerated.messages.at(-1).text, view.messages.at(-1).text);
 
   // Editing the second question forks the thread before it: the third turn leaves the page.
   const edited = "Who committed the latest phishing threat?";

@@ -1,6 +1,6 @@
 // A minimal chat page on useStream, the way LangGraph's React apps use it: the thread id in the
 // URL, runs rejoined after a reload (reconnectOnMount), the conversation and its branches from
-// the thread's history, a question edited by forking at the checkpoint before it.
+// the thread's history, a question edited and an answer regenerated as agent-chat-ui does.
 import { useStream } from "@langchain/langgraph-sdk/react";
 import { useState } from "react";
 import { createRoot } from "react-dom/client";
@@ -37,6 +37,11 @@ function Chat() {
     const parent = stream.getMessagesMetadata(message)?.firstSeenState?.parent_checkpoint;
     stream.submit({ messages: [{ type: "human", content: text }] }, { checkpoint: parent });
   };
+  // Regenerating an answer re-runs, with no input, from the parent of the state it appeared in.
+  const regenerate = (message) => {
+    const parent = stream.getMessagesMetadata(message)?.firstSeenState?.parent_checkpoint;
+    stream.submit(undefined, { checkpoint: parent });
+  };
   const send = (event) => {
     event.preventDefault();
     const box = event.currentTarget.elements.message;
@@ -52,6 +57,11 @@ function Chat() {
             {message.type === "human" ? (
               <button type="button" onClick={() => edit(message)}>
                 Edit
+              </button>
+            ) : null}
+            {message.type === "ai" && message === stream.messages.at(-1) ? (
+              <button type="button" onClick={() => regenerate(message)}>
+                Regenerate
               </button>
             ) : null}
           </li>
