@@ -62,6 +62,7 @@ class Resources:
     feedback: FeedbackService
     retention: Retention
     metrics: Metrics
+    checkpointer: PooledPostgresSaver
 
 
 @asynccontextmanager
@@ -81,7 +82,7 @@ async def open_resources(
         settings.database, settings.lakebase, workspace=workspace, metrics=metrics
     ) as database:
         pool = database.pool
-        saver = PooledPostgresSaver(pool, metrics=metrics)
+        saver = PooledPostgresSaver(pool, metrics=metrics, cache_bytes=settings.runs.cache_max_bytes)
         if settings.database.migrate:
             await migrate(pool, saver, schema=settings.database.schema_name)
         else:
@@ -136,6 +137,7 @@ async def open_resources(
                 feedback=feedback,
                 retention=retention,
                 metrics=metrics,
+                checkpointer=saver,
             )
         finally:
             await runs.drain()
@@ -160,7 +162,9 @@ def build_run_service(
         store=store,
         runs=runs,
         log=log,
-        history_cache=HistoryCache(transcript, limit=settings.runs.history_messages),
+        history_cache=HistoryCache(
+            transcript, limit=settings.runs.history_messages, max_bytes=settings.runs.cache_max_bytes
+        ),
         settings=settings.runs,
         metrics=metrics,
         log_content=settings.server.log_content,

@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from app.api import feedback, health, history, invocations, messages, operations, runs, threads
-from app.api.guards import BodyGuard, RejectNul
+from app.api.guards import BodyGuard, ConcurrencyCap, RejectNul
 from app.api.protocol import protocol_router
 from app.api.ui import mount_ui
 from app.errors import install_error_handlers
@@ -62,7 +62,9 @@ def create_app(
         BodyGuard,
         max_bytes=settings.limits.max_body_bytes,
         read_timeout=settings.limits.body_read_timeout_seconds,
+        deadline=settings.limits.body_deadline_seconds,
     )
     app.add_middleware(RejectNul)
+    app.add_middleware(ConcurrencyCap, limit=settings.limits.max_concurrent_requests)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     return app

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.database_url import database_url_problem
 
 
 def _split_csv(value: object) -> object:
@@ -24,6 +26,12 @@ def _split_csv(value: object) -> object:
 
 # A list setting written as "a,b,c" in the environment.
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+
+
+def canonical_owner(owner: str) -> str:
+    """One spelling per owner: an email is case-insensitive (`Alice@Corp.com` is `alice@corp.com`);
+    migration 5 rewrote owners stored before this rule the same way."""
+    return owner.lower() if "@" in owner else owner
 
 
 class AuthMode(StrEnum):
@@ -60,7 +68,11 @@ def default_embedded_dir() -> Path:
 
 
 class _Group(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a validation error (printed by uvicorn's worker on a failed start)
+    # must not echo a value, which can be a password or a key.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
 
 class DatabaseSettings(_Group):
@@ -90,6 +102,23 @@ class DatabaseSettings(_Group):
         validation_alias=AliasChoices("DB_SCHEMA", "LAKEBASE_SCHEMA"),
     )
 
+    @field_validator("url")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else database_url_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"DATABASE_URL is not a valid PostgreSQL URL: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"DB_POOL_MIN_SIZE ({self.pool_min_size}) is larger than DB_POOL_MAX_SIZE"
+                f" ({self.pool_max_size})"
+            )
+        return self
+
 
 class LakebaseSettings(_Group):
     """Databricks Lakebase: used when DATABASE_URL is not set and one of these identifies it."""
@@ -105,7 +134,9 @@ class LakebaseSettings(_Group):
         default="databricks_postgres", validation_alias=AliasChoices("LAKEBASE_DATABASE", "PGDATABASE")
     )
     user: str | None = Field(default=None, validation_alias=AliasChoices("LAKEBASE_USER", "PGUSER"))
-    sslmode: str = Field(default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE"))
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE")
+    )
     # Refresh a token when less than this many seconds (or half its life) are left.
     token_refresh_margin: float = Field(default=900.0, ge=0, validation_alias="LAKEBASE_TOKEN_REFRESH_MARGIN")
     mint_timeout: float = Field(default=10.0, gt=0, validation_alias="LAKEBASE_MINT_TIMEOUT")
@@ -121,9 +152,30 @@ class AuthSettings(_Group):
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
     # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
     admin_owners: CsvList = Field(default=[], validation_alias="ADMIN_OWNERS")
+    # AUTH_MODE=databricks believes X-Forwarded-Email from whoever reaches the port. `serve`
+    # refuses a non-loopback address outside Databricks Apps unless this says the port is
+    # reachable only through the Apps proxy (or another proxy that sets those headers itself).
+    trust_forwarded_headers: bool = Field(default=False, validation_alias="TRUST_FORWARDED_HEADERS")
+    # A bearer token that may read /metrics (Prometheus' `authorization` credentials). Unset:
+    # /metrics is open with AUTH_MODE=none and for admin owners only in the other modes.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16, validation_alias="METRICS_TOKEN")
+
+    @model_validator(mode="after")
+    def _keys_for_mode(self) -> AuthSettings:
+        # Checked here so a bad value stops the start, instead of failing every request later.
+        if self.mode is AuthMode.API_KEY:
+            owners = self.api_key_owners()  # raises naming API_KEYS, never echoing a key
+            if not owners:
+                raise ValueError(
+                    "AUTH_MODE=api_key needs API_KEYS, a comma-separated list of key:owner pairs"
+                )
+        return self
 
     def is_admin(self, owner: str) -> bool:
-        return owner in self.admin_owners or (self.mode is AuthMode.NONE and owner == self.local_owner)
+        admins = {canonical_owner(a) for a in self.admin_owners}
+        return canonical_owner(owner) in admins or (
+            self.mode is AuthMode.NONE and owner == canonical_owner(self.local_owner)
+        )
 
     def api_key_owners(self) -> dict[str, str]:
         owners: dict[str, str] = {}
@@ -242,6 +294,10 @@ class ToolSettings(_Group):
         return value
 
 
+# Per cache and process (CACHE_MAX_BYTES).
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
 class RunSettings(_Group):
     busy_mode: BusyMode = Field(default=BusyMode.REJECT, validation_alias="THREAD_BUSY_MODE")
     busy_wait_seconds: float = Field(default=10.0, ge=0, validation_alias="THREAD_BUSY_WAIT_SECONDS")
@@ -251,6 +307,9 @@ class RunSettings(_Group):
     recursion_limit: int = Field(default=25, ge=4, validation_alias="RECURSION_LIMIT")
     # How much of the thread's transcript a turn loads for the model (it may trim further).
     history_messages: int = Field(default=200, ge=0, validation_alias="HISTORY_MESSAGES")
+    # Each per-process cache (history windows, recent checkpoints) holds at most this many bytes
+    # (estimated by app/lru.py); beyond, the least recently used entries go.
+    cache_max_bytes: int = Field(default=DEFAULT_CACHE_BYTES, ge=0, validation_alias="CACHE_MAX_BYTES")
     # The strategy of a request that names none.
     multitask_strategy: MultitaskStrategy = Field(
         default=MultitaskStrategy.REJECT, validation_alias="MULTITASK_STRATEGY"
@@ -270,6 +329,23 @@ class LimitSettings(_Group):
     body_read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="BODY_READ_TIMEOUT_SECONDS")
     max_page_size: int = Field(default=200, ge=1, validation_alias="MAX_PAGE_SIZE")
     max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
+    # Nesting and key count of thread metadata; the depth's ceiling keeps every stored value
+    # servable (app/services/storable.py).
+    max_metadata_depth: int = Field(default=16, ge=1, le=100, validation_alias="MAX_METADATA_DEPTH")
+    max_metadata_keys: int = Field(default=256, ge=1, validation_alias="MAX_METADATA_KEYS")
+    # The whole body must arrive within this, however it is trickled (BODY_READ_TIMEOUT_SECONDS
+    # bounds each pause; this bounds the sum).
+    body_deadline_seconds: float = Field(default=60.0, gt=0, validation_alias="BODY_DEADLINE_SECONDS")
+    # The server's own limits (app/http_server.py): a request head's size and header count
+    # (431 beyond), the time to send a head (408; a connection that sends nothing is closed), how
+    # long a kept-alive connection may idle, open connections per process (an idle one is closed
+    # to make room), and requests in progress per process (503 beyond; health probes exempt).
+    max_header_bytes: int = Field(default=32_768, ge=1024, validation_alias="MAX_HEADER_BYTES")
+    max_header_count: int = Field(default=100, ge=10, validation_alias="MAX_HEADER_COUNT")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="HEADER_TIMEOUT_SECONDS")
+    keepalive_timeout_seconds: float = Field(default=5.0, gt=0, validation_alias="KEEPALIVE_TIMEOUT_SECONDS")
+    max_connections: int = Field(default=1000, ge=2, validation_alias="MAX_CONNECTIONS")
+    max_concurrent_requests: int = Field(default=200, ge=1, validation_alias="MAX_CONCURRENT_REQUESTS")
 
 
 class GraphSettings(_Group):
@@ -297,12 +373,24 @@ class RetentionSettings(_Group):
     sweep_batch: int = Field(default=200, ge=1, validation_alias="SWEEP_BATCH")
 
 
+# uvicorn's names; `trace` is below debug.
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 class ServerSettings(_Group):
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(
         default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DATABRICKS_APP_PORT")
     )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in _LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        return value.lower()
+
     # Off by default: logs never carry message content unless this is turned on for debugging.
     log_content: bool = Field(default=False, validation_alias="LOG_CONTENT")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")

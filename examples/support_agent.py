@@ -1,5 +1,6 @@
 """An example of bringing your own graph: a small IT-support agent made with LangChain's
-`create_agent` (LangGraph's `create_react_agent` before 1.0), with a state key of its own (`tickets`, the tickets opened on the thread).
+`create_agent` (LangGraph's `create_react_agent` before 1.0), with a state key of its own
+(`tickets`, the tickets opened on the thread).
 
 Serve it beside the built-in agent:
 
@@ -21,13 +22,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
+from langchain.agents import AgentState, create_agent
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
-from langchain.agents import AgentState, create_agent
 from langgraph.types import Command
 
 

@@ -136,6 +136,7 @@ class ExecutionStore:
                 "  SELECT r.run_id, r.thread_key, r.input->>'graph' AS graph FROM lma_runs r"
                 "  JOIN lma_threads t ON t.thread_key = r.thread_key"
                 "  WHERE r.status = 'pending' AND (%(thread)s::uuid IS NULL OR r.thread_key = %(thread)s)"
+                "    AND (r.not_before IS NULL OR r.not_before <= clock_timestamp())"
                 f"    AND {lease_free('t')}"
                 "    AND NOT EXISTS (SELECT 1 FROM lma_runs o WHERE o.thread_key = r.thread_key"
                 "      AND o.status = 'pending' AND (o.created_at, o.run_id) < (r.created_at, r.run_id))"

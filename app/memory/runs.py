@@ -91,6 +91,7 @@ class NewRun:
     request_hash: str
     input: dict[str, Any]
     checkpoint_id: str | None
+    after_seconds: float | None = None  # a scheduled run: it starts no earlier than this
 
     def params(self) -> dict[str, Any]:
         return {
@@ -103,6 +104,7 @@ class NewRun:
             "hash": self.request_hash,
             "input": Jsonb(self.input),
             "from_checkpoint": self.checkpoint_id,
+            "after": self.after_seconds,
         }
 
 
@@ -261,9 +263,10 @@ class RunStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO lma_runs (run_id, thread_key, idempotency_key, request_hash, status,"
-                "  assistant_id, metadata, multitask_strategy, input)"
+                "  assistant_id, metadata, multitask_strategy, input, not_before)"
                 " SELECT %(run_id)s, t.thread_key, %(key)s, %(hash)s, 'pending', %(assistant)s,"
-                "  %(run_metadata)s, %(strategy)s, %(input)s"
+                "  %(run_metadata)s, %(strategy)s, %(input)s,"
+                "  clock_timestamp() + make_interval(secs => %(after)s::float8)"
                 " FROM lma_threads t WHERE t.owner = %(owner)s AND t.thread_id = %(thread_id)s"
                 " ON CONFLICT (thread_key, idempotency_key) DO NOTHING RETURNING run_id",
                 {**run.params(), "owner": owner, "thread_id": thread_id},

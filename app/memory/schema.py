@@ -144,6 +144,8 @@ MIGRATIONS: list[list[LiteralString]] = [
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS start_seq integer",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS error_message text",
+        # A scheduled run (the protocol's after_seconds) starts no earlier than this.
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS not_before timestamptz",
         "ALTER TABLE lma_runs ALTER COLUMN started_at DROP NOT NULL",
         "ALTER TABLE lma_runs ALTER COLUMN started_at DROP DEFAULT",
         "UPDATE lma_runs SET created_at = coalesce(started_at, created_at),"
@@ -186,6 +188,24 @@ MIGRATIONS: list[list[LiteralString]] = [
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (thread_key, run_id)
     )
+        """,
+    ],
+    # 5: emails are case-insensitive owners (app.settings.canonical_owner). A thread whose id
+    # the lower-case owner already uses (or another spelling would) keeps its rows under the id
+    # with a suffix from its old spelling, so nothing is lost and no two threads merge.
+    [
+        """
+        UPDATE lma_threads t
+        SET owner = lower(t.owner),
+            thread_id = CASE
+                WHEN EXISTS (
+                    SELECT 1 FROM lma_threads o
+                    WHERE lower(o.owner) = lower(t.owner) AND o.thread_id = t.thread_id
+                      AND o.owner <> t.owner
+                ) THEN left(t.thread_id, 119) || ':' || left(md5(t.owner), 8)
+                ELSE t.thread_id
+            END
+        WHERE t.owner LIKE '%@%' AND t.owner <> lower(t.owner)
         """,
     ],
 ]

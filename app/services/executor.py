@@ -217,6 +217,12 @@ class Executor:
             heartbeat.cancel()
             if not live.result.done():  # cancelled again while recording its failure
                 live.result.set_exception(ServiceUnavailable("The turn was interrupted; nothing was saved."))
+            if not live.ended:
+                # Whatever went wrong on the way, whoever follows it here sees it end.
+                failure = live.result.exception()
+                code = failure.code if isinstance(failure, ServiceError) else TurnFailed.code
+                live.publish(live.numbered([RunFailed(code=code, message="The turn did not complete.")]))
+                logger.error("run %s ended without its terminal event", execution.run_id, exc_info=failure)
             live.finish()
             self.live.pop(execution.run_id, None)
 

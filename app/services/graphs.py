@@ -56,6 +56,9 @@ class GraphCatalog:
     def all(self) -> list[ServedGraph]:
         return list(self._graphs)
 
+    def find(self, assistant: str) -> ServedGraph | None:
+        return self._by_key.get(assistant)
+
     def get(self, assistant: str) -> ServedGraph:
         """The graph an assistant id or a graph name names."""
         found = self._by_key.get(assistant)

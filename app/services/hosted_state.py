@@ -32,11 +32,12 @@ class HostedState:
         self._catalog = catalog
 
     def graph_of(self, thread: ThreadRecord) -> ServedGraph | None:
-        """The user's graph the thread runs on; None for the built-in agent (or no run yet)."""
+        """The user's graph the thread runs on; None for the built-in agent, no run yet, or a
+        graph no longer served (its thread is then shown by its transcript)."""
         if thread.graph_id is None:
             return None
-        served = self._catalog.get(thread.graph_id)
-        return None if served.builtin else served
+        served = self._catalog.find(thread.graph_id)
+        return None if served is None or served.builtin else served
 
     async def values(self, thread: ThreadRecord, checkpoint_id: str | None = None) -> dict[str, Any] | None:
         """The thread's state at its head (or a checkpoint); None when it is not a hosted graph's."""

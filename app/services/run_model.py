@@ -42,6 +42,7 @@ class TurnRequest:
     background: bool = False
     stream: bool = False  # someone reads the events live: token and step events are produced
     assistant_id: str = BUILTIN_ASSISTANT_ID
+    after_seconds: float | None = None  # start no earlier than this (a scheduled, queued run)
 
     def stored_input(self) -> dict[str, Any]:
         """What a queued run needs to run later, in any process."""

@@ -61,6 +61,10 @@ class RunQueue:
                 await task
         await self._notifications.close()
 
+    def wake(self) -> None:
+        """Look at the queue now (a scheduled run's time has come)."""
+        self._notifications.queue_changed.set()
+
     async def start_queued(self, *, thread_key: uuid.UUID | None = None) -> list[uuid.UUID]:
         """Claim and launch startable queued runs (of one thread, or any); their ids."""
         started: list[uuid.UUID] = []

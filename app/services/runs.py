@@ -23,9 +23,11 @@ from app.errors import (
     RunNotActive,
     RunNotFound,
     RunStillActive,
+    ServiceError,
     ServiceUnavailable,
     ThreadBusy,
     ThreadNotFound,
+    WorkerLost,
     error_for,
 )
 from app.memory.execution import Claim, ExecutionStore
@@ -54,6 +56,7 @@ class RunHandle:
     replayed: bool
     _service: RunService
     _live: LiveRun | None = None  # it executes in this process
+    _request: TurnRequest | None = None  # a replay's request: run again if its first run was lost
 
     def events(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
         if self._live is not None:
@@ -64,7 +67,14 @@ class RunHandle:
         if self._live is not None:
             # shield: the caller going away must not cancel the run itself.
             return await asyncio.shield(self._live.result)
-        return await self._service.result_of(uuid.UUID(self.run.run_id))
+        try:
+            return await self._service.result_of(uuid.UUID(self.run.run_id))
+        except ServiceError as error:
+            # A retry that joined a run whose process then turned out dead: the key is free
+            # now, so the retry runs the turn (as it would have, had it come a little later).
+            if self._request is None or error.code != WorkerLost.code:
+                raise
+        return await (await self._service.submit(self._request)).result()
 
 
 class RunService:
@@ -116,11 +126,14 @@ class RunService:
             request_hash=request_fingerprint(request.messages, request.checkpoint_id),
             input=request.with_graph(served.name),
             checkpoint_id=request.checkpoint_id,
+            after_seconds=request.after_seconds or None,
         )
         if request.checkpoint_id is not None:
             await self._check_checkpoint(request.owner, request.thread_id, request.checkpoint_id)
         if strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
             await self._clear_thread(request, rollback=strategy is MultitaskStrategy.ROLLBACK)
+        if new.after_seconds:
+            return await self._schedule(request, new)
         wait = self._settings.busy_wait_seconds if self._settings.busy_mode is BusyMode.WAIT else 0.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (wait if strategy is MultitaskStrategy.REJECT else 0.0)
@@ -205,6 +218,18 @@ class RunService:
             raise ThreadNotFound(request.thread_id)
         return self._handle(record)
 
+    async def _schedule(self, request: TurnRequest, new: NewRun) -> RunHandle:
+        """A run that starts later: queued with its time; this process wakes its queue then
+        (the others look at least every few seconds)."""
+        assert new.after_seconds is not None
+        await self._registry.ensure(request.owner, request.thread_id)
+        while (queued := await self._enqueue(request, new)) is None:
+            replay = await self._replay(request, new)
+            if replay is not None:
+                return replay
+        asyncio.get_running_loop().call_later(new.after_seconds, self._queue.wake)
+        return queued
+
     async def _replay(self, request: TurnRequest, new: NewRun) -> RunHandle | None:
         """The run a retried idempotency key names; None if it was dead and has been reaped."""
         thread = await self._registry.get(request.owner, request.thread_id)
@@ -221,7 +246,7 @@ class RunService:
             return None
         if self._metrics is not None:
             self._metrics.idempotent_replays.inc()
-        return self._handle(record, replayed=True)
+        return RunHandle(run=Run.of(record), replayed=True, _service=self, _request=request)
 
     async def _check_checkpoint(self, owner: str, thread_id: str, checkpoint_id: str) -> None:
         thread = await self._registry.get(owner, thread_id)

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from app.agent.messages import stored_to_json, to_stored
-from app.errors import CheckpointNotFound, ThreadExists, ThreadNotFound
+from app.errors import CheckpointNotFound, ThreadBusy, ThreadExists, ThreadNotFound
 from app.memory.history import CheckpointHistory, CheckpointRecord
 from app.memory.runs import RunRecord
 from app.memory.threads import ThreadPage, ThreadRecord, ThreadRegistry
@@ -88,6 +88,15 @@ class ThreadService:
         )
         if record is None:
             raise ThreadNotFound(thread_id)
+        return record
+
+    async def copy(self, owner: str, thread_id: str, new_thread_id: str) -> ThreadRecord:
+        """A copy of the thread under a new id (409 while it runs a turn)."""
+        if await self._registry.get(owner, thread_id) is None:
+            raise ThreadNotFound(thread_id)
+        record = await self._registry.copy(owner, thread_id, new_thread_id)
+        if record is None:
+            raise ThreadBusy(thread_id, 1)
         return record
 
     async def delete(self, owner: str, thread_id: str) -> None:

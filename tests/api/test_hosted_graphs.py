@@ -16,7 +16,7 @@ from langgraph_sdk.client import LangGraphClient
 from app.agent.graph_loader import GraphLoadError
 from app.api.protocol import PREFIX
 from app.lifespan import open_resources
-from tests.conftest import make_settings, real_server
+from tests.conftest import make_settings, real_server, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = f"support={ROOT / 'examples' / 'support_agent.py'}:graph"
@@ -185,3 +185,26 @@ async def test_what_a_node_writes_to_the_stream_reaches_the_client(database_url:
             assert native.count("event: custom") == 2
         finally:
             await sdk.aclose()
+
+
+async def test_a_thread_of_a_graph_no_longer_served_is_still_listed_and_read(
+    database_url: str, served: tuple[str, LangGraphClient]
+) -> None:
+    _, sdk = served
+    thread_marker = unique()
+    thread_id = (await sdk.threads.create(metadata={"orphan": thread_marker}))["thread_id"]
+    await wait(sdk, thread_id, "support", "open a ticket: laptop fan is loud")
+    # The same database, served without that graph (its configuration changed).
+    async with real_server(make_settings(database_url)) as url:
+        plain = get_client(url=url + PREFIX)
+        try:
+            found = await plain.threads.search(metadata={"orphan": thread_marker})
+            assert [t["thread_id"] for t in found] == [thread_id]
+            assert found[0]["values"]["messages"][0]["content"] == "open a ticket: laptop fan is loud"
+            state = await plain.threads.get_state(thread_id)
+            assert isinstance(state["values"], dict) and len(state["values"]["messages"]) == 4
+            with pytest.raises(httpx.HTTPStatusError) as gone:
+                await wait(plain, thread_id, "support", "again")
+            assert gone.value.response.status_code == 404
+        finally:
+            await plain.aclose()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
@@ -326,3 +327,39 @@ async def test_regenerating_the_first_answer_starts_the_thread_over(sdk: LangGra
     assert isinstance(again, dict)
     assert contents(again) == contents(first) and again["messages"][0]["id"] != first["messages"][0]["id"]
     assert len(await sdk.threads.get_history(thread_id)) == 4  # two first turns, on two branches
+
+
+async def test_a_copied_thread_has_the_whole_history_and_goes_its_own_way(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create(metadata={"team": "soc"}))["thread_id"]
+    await wait(sdk, thread_id, QUESTION)
+    second = await wait(sdk, thread_id, "What was their IP address?")
+    copy = await sdk.threads.copy(thread_id)
+    assert copy["thread_id"] != thread_id and copy["metadata"] == {"team": "soc"}
+    assert contents(copy["values"]) == contents(second)
+    original_history = await sdk.threads.get_history(thread_id)
+    copied_history = await sdk.threads.get_history(copy["thread_id"])
+    assert [h["checkpoint"]["checkpoint_id"] for h in copied_history] == [
+        h["checkpoint"]["checkpoint_id"] for h in original_history
+    ]
+    # The copy goes on from its head, and forks like the original; the original is untouched.
+    follow = await wait(sdk, copy["thread_id"], "thanks")
+    assert contents(follow)[: len(second["messages"])] == contents(second)
+    regenerated = await sdk.runs.wait(
+        copy["thread_id"], "agent", input=None, checkpoint=copied_history[0]["parent_checkpoint"]
+    )
+    assert isinstance(regenerated, dict) and contents(regenerated) == contents(second)
+    assert contents((await sdk.threads.get_state(thread_id))["values"]) == contents(second)
+
+
+async def test_a_scheduled_run_waits_its_time(sdk: LangGraphClient, database_url: str) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    run = await sdk.runs.create(thread_id, "agent", input=ASK, after_seconds=1)
+    assert run["status"] == "pending"
+    values = await sdk.runs.join(thread_id, run["run_id"])
+    assert "Malware" in values["messages"][-1]["content"]
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT started_at >= created_at + interval '1 second', status FROM lma_runs WHERE run_id = %s",
+            (run["run_id"],),
+        ).fetchone()
+    assert row == (True, "success")

@@ -96,6 +96,7 @@ async def _submit(
             background=background,
             stream=stream,
             assistant_id=served.assistant_id,
+            after_seconds=body.after_seconds,
         )
     )
     return thread_id, handle, prior

@@ -7,14 +7,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.schemas import RunOut
+from app.api.schemas import RunOut, servable_metadata
 from app.errors import InvalidInput
 from app.memory.history import CheckpointRecord
 from app.memory.threads import ThreadRecord
 from app.memory.transcript import StoredMessage
 from app.services.run_model import BUILTIN_GRAPH, Run
+from app.services.storable import clip_json
 from app.settings import MultitaskStrategy
 
 # The stream modes this service renders (the protocol's names).
@@ -68,7 +69,7 @@ def thread_json(record: ThreadRecord, values: dict[str, Any]) -> dict[str, Any]:
         "thread_id": record.thread_id,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
-        "metadata": record.metadata,
+        "metadata": clip_json(record.metadata),
         "status": "busy" if busy else "idle",
         "values": values,
         "interrupts": {},
@@ -121,6 +122,8 @@ class RunCreate(BaseModel):
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     checkpoint: dict[str, Any] | None = None
+
+    _check_metadata = field_validator("metadata")(servable_metadata)
     checkpoint_id: str | None = Field(default=None, max_length=64)
     stream_mode: str | list[str] = "values"
     stream_subgraphs: bool = False
@@ -155,8 +158,6 @@ class RunCreate(BaseModel):
             raise InvalidInput("`command` (resuming an interrupt) is not supported by this server yet.")
         if self.interrupt_before or self.interrupt_after:
             raise InvalidInput("interrupt_before/interrupt_after are not supported by this server yet.")
-        if self.after_seconds:
-            raise InvalidInput("after_seconds (delayed runs) is not supported by this server yet.")
         raw = (self.input or {}).get("messages")
         if isinstance(raw, dict | str):
             raw = [raw]

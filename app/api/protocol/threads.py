@@ -14,6 +14,7 @@ from app.api.protocol.turn_states import input_state_json, split, turn_state_jso
 from app.errors import ThreadExists
 from app.memory.threads import ThreadRecord
 from app.services.hosted_state import HostedState
+from app.services.storable import check_metadata, check_servable_json
 from app.services.threads import ThreadService
 
 router = APIRouter()
@@ -55,8 +56,9 @@ class HistoryQuery(BaseModel):
 
 @router.post("/threads")
 async def create_thread(
-    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, hosted: HostedStateDep
 ) -> dict[str, Any]:
+    check_metadata(body.metadata, limits)
     thread_id = body.thread_id or new_thread_id()
     try:
         record = await threads.create(owner, thread_id, title=None, metadata=body.metadata)
@@ -72,6 +74,7 @@ async def search_threads(
     body: ThreadSearch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, hosted: HostedStateDep
 ) -> list[dict[str, Any]]:
     """Threads matching a metadata filter, with their values (two round trips for a page)."""
+    check_servable_json(body.metadata, where="metadata")  # a filter, but sent to PostgreSQL
     if body.status in ("interrupted", "error"):
         return []  # this server's threads are never left interrupted or in error
     found = await threads.search(
@@ -88,6 +91,15 @@ async def search_threads(
     ]
 
 
+@router.post("/threads/{thread_id}/copy")
+async def copy_thread(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    """A new thread with this one's whole history (every branch and checkpoint)."""
+    record = await threads.copy(owner, thread_id, new_thread_id())
+    return thread_json(record, await thread_values(record, threads, hosted))
+
+
 @router.get("/threads/{thread_id}")
 async def get_thread(
     thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
@@ -98,8 +110,14 @@ async def get_thread(
 
 @router.patch("/threads/{thread_id}")
 async def update_thread(
-    thread_id: ThreadId, body: ThreadPatch, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+    thread_id: ThreadId,
+    body: ThreadPatch,
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    hosted: HostedStateDep,
 ) -> dict[str, Any]:
+    check_metadata(body.metadata, limits)
     record = await threads.update(owner, thread_id, title=None, set_title=False, metadata=body.metadata)
     return thread_json(record, await thread_values(record, threads, hosted))
 
