@@ -204,6 +204,74 @@ async def test_background_runs_join_list_get_cancel(sdk: LangGraphClient) -> Non
     assert created["status"] in ("pending", "running", "success")
 
 
+async def test_resumed_stream_values_hold_the_whole_conversation(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    run = await sdk.runs.create(thread_id, "agent", input=ASK)
+    await sdk.runs.join(thread_id, run["run_id"])
+    run_id = run["run_id"]
+    whole = [p async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode="values")]
+    # useStream rejoins a run with Last-Event-ID `-1`: from the first event, as LangGraph's server.
+    from_start = [
+        p async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode="values", last_event_id="-1")
+    ]
+    assert [(p.event, p.data) for p in from_start] == [(p.event, p.data) for p in whole]
+    middle = len(whole) // 2
+    resumed = [
+        p
+        async for p in sdk.runs.join_stream(
+            thread_id, run_id, stream_mode="values", last_event_id=whole[middle].id
+        )
+    ]
+    assert [(p.event, p.data) for p in resumed[1:]] == [(p.event, p.data) for p in whole[middle + 1 :]]
+    assert contents(resumed[-2].data)[0] == ("human", QUESTION)
+
+
+async def test_location_headers_resolve_against_the_clients_base_url(sdk: LangGraphClient) -> None:
+    """The SDKs rejoin a dropped stream at `base URL + Location` with no modes of their own, so
+    the headers name paths relative to the protocol's root, and the stream's its modes."""
+    http = sdk.http.client
+    thread_id = (await sdk.threads.create())["thread_id"]
+    body = {"assistant_id": "agent", "input": ASK, "stream_mode": ["values", "messages-tuple"]}
+    async with http.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as started:
+        assert started.status_code == 200
+        location, run_path = started.headers["location"], started.headers["content-location"]
+        first = "".join([chunk async for chunk in started.aiter_text()])
+    run = await http.get(run_path)
+    assert run.status_code == 200 and run.json()["status"] == "success"
+    async with http.stream("GET", location) as rejoined:
+        assert rejoined.status_code == 200
+        again = "".join([chunk async for chunk in rejoined.aiter_text()])
+
+    def events(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("event:")]
+
+    assert events(again) == events(first) and "event: end" in events(first)
+
+
+async def test_a_forked_stream_renders_the_conversation_of_its_branch(sdk: LangGraphClient) -> None:
+    """Regenerate and edit (runs from a turn's input state) stream the conversation of their
+    branch, not the one they replace."""
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, QUESTION)
+    await wait(sdk, thread_id, "What was their IP address?")
+    parent = (await sdk.threads.get_history(thread_id, limit=1))[0]["parent_checkpoint"]
+    assert parent is not None
+    edited: dict[str, Any] = {"messages": [{"role": "user", "content": "And the latest phishing threat?"}]}
+    for given, question in (
+        (None, "What was their IP address?"),
+        (edited, "And the latest phishing threat?"),
+    ):
+        parts = [
+            p
+            async for p in sdk.runs.stream(
+                thread_id, "agent", input=given, stream_mode="values", checkpoint=parent
+            )
+        ]
+        streamed = [p.data for p in parts if p.event == "values"][-1]
+        assert contents(streamed) == contents((await sdk.threads.get_state(thread_id))["values"])
+        assert contents(streamed)[: len(first["messages"]) + 1] == [*contents(first), ("human", question)]
+
+
 def first_seen(history: list[Any], message_id: str) -> Any:
     """The oldest state holding a message (how `useStream` finds where a message first appeared)."""
     return next(

@@ -42,7 +42,7 @@ async def test_a_token_frame_is_the_chunk_and_its_metadata() -> None:
         yield RunEvent(seq=1, event=TokenDelta(message_id="m1", delta='He said "hi" \\u00e9\n', node="model"))
 
     stream = ProtocolStream(run_id="r1", thread_id="t1", modes=["messages-tuple"], prior=[])
-    frames = [f async for f in stream.frames(one(), resumed=False)]
+    frames = [f async for f in stream.frames(one())]
     assert json.loads(frames[-1].data) == [
         {
             "type": "AIMessageChunk",

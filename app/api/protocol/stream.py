@@ -115,11 +115,13 @@ class ProtocolStream:
             return [("end", None)]
         return []  # a tool call is shown by its AI message
 
-    async def frames(self, events: AsyncIterator[RunEvent], *, resumed: bool) -> AsyncIterator[Frame]:
+    async def frames(self, events: AsyncIterator[RunEvent], *, after: int = 0) -> AsyncIterator[Frame]:
+        """The frames of a run's events from its first, sending those after event `after` only:
+        a stream resumed there still renders the whole conversation in its `values`."""
         yield Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})
         async for item in events:
             rendered = self._frames(item)
-            if resumed and isinstance(item.event, RunStarted):
+            if item.seq <= after:
                 continue
             for index, (name, data) in enumerate(rendered):
                 last = index == len(rendered) - 1
