@@ -34,7 +34,7 @@ from app.errors import (
     TurnTimeout,
     as_service_error,
 )
-from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints
+from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints, regenerated
 from app.memory.execution import ExecutionStore
 from app.memory.run_events import RunEventLog
 from app.memory.runs import RunStore, TurnStart
@@ -119,7 +119,9 @@ class Executor:
 
     async def _execute(self, live: LiveRun, execution: Execution) -> None:
         # The input's ids are given here, so the start event and the transcript agree on them.
-        inputs = [to_langchain(role, content) for role, content in execution.request.messages]
+        request = execution.request
+        ids: tuple[str | None, ...] = request.input_ids or tuple(None for _ in request.messages)
+        inputs = [to_langchain(role, text, i) for (role, text), i in zip(request.messages, ids, strict=True)]
         live.emit(
             RunStarted(
                 run_id=str(execution.run_id),
@@ -260,7 +262,7 @@ class Executor:
             configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
-            "metadata": {"run_id": str(execution.run_id)},
+            "metadata": {"run_id": str(execution.run_id), **regenerated(request.regenerates)},
             "recursion_limit": self._settings.recursion_limit,
             "run_id": execution.run_id,
         }

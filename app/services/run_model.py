@@ -43,6 +43,8 @@ class TurnRequest:
     stream: bool = False  # someone reads the events live: token and step events are produced
     assistant_id: str = BUILTIN_ASSISTANT_ID
     after_seconds: float | None = None  # start no earlier than this (a scheduled, queued run)
+    regenerates: str | None = None  # the turn (checkpoint) whose question this run asks again
+    input_ids: tuple[str, ...] | None = None  # the ids of `messages` (a question asked again)
 
     def stored_input(self) -> dict[str, Any]:
         """What a queued run needs to run later, in any process."""

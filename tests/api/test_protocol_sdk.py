@@ -296,6 +296,12 @@ async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> N
         and regenerated["messages"][-1]["id"] != answer["id"]
     )
     assert regenerated["messages"][-1]["content"] == answer["content"]  # the offline model is deterministic
+    # The same question (same id), a new answer: the two answers are siblings of one input state.
+    assert regenerated["messages"][-2]["id"] == second["messages"][-2]["id"]
+    history = await sdk.threads.get_history(thread_id, limit=10)
+    newest = first_seen(history, regenerated["messages"][-1]["id"])
+    assert newest["parent_checkpoint"] == parent
+    assert [h["checkpoint"]["checkpoint_id"] for h in history].count(parent["checkpoint_id"]) == 1
     # Edit the second question: run from the parent of the state where it first appeared.
     question = second["messages"][-2]
     assert question["type"] == "human"
@@ -317,6 +323,13 @@ async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> N
         thread_id, checkpoint_id=first_seen(history, answer["id"])["checkpoint"]["checkpoint_id"]
     )
     assert contents(old["values"]) == contents(second)
+    # Regenerate the edited question's answer: a child of the edited turn's input state.
+    history = await sdk.threads.get_history(thread_id, limit=20)
+    edited_parent = first_seen(history, edited["messages"][-1]["id"])["parent_checkpoint"]
+    again = await sdk.runs.wait(thread_id, "agent", input=None, checkpoint=edited_parent)
+    assert isinstance(again, dict) and contents(again) == contents(edited)
+    history = await sdk.threads.get_history(thread_id, limit=20)
+    assert first_seen(history, again["messages"][-1]["id"])["parent_checkpoint"] == edited_parent
 
 
 async def test_regenerating_the_first_answer_starts_the_thread_over(sdk: LangGraphClient) -> None:
@@ -326,8 +339,13 @@ async def test_regenerating_the_first_answer_starts_the_thread_over(sdk: LangGra
     parent = first_seen(history, first["messages"][-1]["id"])["parent_checkpoint"]
     again = await sdk.runs.wait(thread_id, "agent", input=None, checkpoint=parent)
     assert isinstance(again, dict)
-    assert contents(again) == contents(first) and again["messages"][0]["id"] != first["messages"][0]["id"]
-    assert len(await sdk.threads.get_history(thread_id)) == 4  # two first turns, on two branches
+    assert contents(again) == contents(first)
+    assert again["messages"][0]["id"] == first["messages"][0]["id"]  # the same question
+    assert again["messages"][-1]["id"] != first["messages"][-1]["id"]  # a new answer
+    # Two answers to one question: two first turns on two branches, under one input state.
+    history = await sdk.threads.get_history(thread_id)
+    assert [h["parent_checkpoint"] for h in history if h["next"] == []] == [parent, parent]
+    assert len(history) == 3
 
 
 async def test_a_copied_thread_has_the_whole_history_and_goes_its_own_way(sdk: LangGraphClient) -> None:

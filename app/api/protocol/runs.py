@@ -16,7 +16,7 @@ from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep,
 from app.api.protocol.shapes import RunCreate, new_thread_id, run_json
 from app.api.protocol.stream import ProtocolStream
 from app.api.protocol.threads import thread_values
-from app.api.protocol.turn_states import fork_point
+from app.api.protocol.turn_states import fork_point, split
 from app.api.schemas import RunCancelMany
 from app.errors import InvalidInput, ThreadNotFound
 from app.memory.runs import FROM_START
@@ -70,7 +70,8 @@ async def _submit(
     body.modes()
     fork = body.fork_from()
     prior: list[Any] = []
-    messages: list[tuple[str, str]] = []
+    question: list[StoredMessage] = []
+    asked = fork  # what the client named, before it is resolved
     if thread_id is None:
         thread_id = new_thread_id()
     else:
@@ -79,11 +80,13 @@ async def _submit(
             raise ThreadNotFound(thread_id)
         if record is not None and fork is not None:
             # A client's fork point (a turn's input state) is a checkpoint and maybe a question.
-            fork, messages = await fork_point(threads, record, fork)
+            fork, question = await fork_point(threads, record, fork)
         if record is not None and stream:
             prior = await _starting_conversation(threads, record, fork)
-    if body.input is not None or not messages:
-        messages = body.messages()
+    # A run from a turn's input state with no new input re-asks that turn's question (its
+    # messages, ids included): a regenerated answer, a sibling of the turn's own.
+    regenerates = split(asked)[0] if asked is not None and question and body.input is None else None
+    messages = [(m.role, m.content) for m in question] if regenerates else body.messages()
     check_turn_messages(messages, limits)
     handle = await runs.submit(
         TurnRequest(
@@ -97,6 +100,8 @@ async def _submit(
             stream=stream,
             assistant_id=served.assistant_id,
             after_seconds=body.after_seconds,
+            regenerates=regenerates,
+            input_ids=tuple(m.message_id for m in question) if regenerates else None,
         )
     )
     return thread_id, handle, prior
