@@ -51,6 +51,7 @@ from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.history_cache import HistoryCache
 from app.services.live_run import LiveRun
 from app.services.run_model import TurnRequest, TurnResult
+from app.services.state_update import apply_update
 from app.services.step_events import LIVE_MODES, jsonable, step_events, update_events
 from app.settings import RunSettings
 
@@ -69,6 +70,11 @@ class Execution:
     graph: ServedGraph
     start: TurnStart | None  # None: found when the run starts (a queued run)
     live_events: bool  # token and step events as they happen (someone streams, or may join)
+
+
+async def _nothing() -> AsyncIterator[tuple[str, Any]]:
+    return
+    yield  # an empty stream
 
 
 class Executor:
@@ -274,15 +280,21 @@ class Executor:
             # What the thread's state held before: the turn's messages are the others.
             before = (await graph.aget_state(config)).values
             known = {m.id for m in (before.get("messages", []) if isinstance(before, dict) else [])}
-        stream: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
-            # Overwrite (built-in): the state starts empty each turn, with only this turn's input.
-            {"messages": Overwrite(inputs) if served.builtin else inputs},
-            config,
-            # Token and step events only when someone may watch: without a "messages" consumer
-            # the model is called without streaming, which costs less.
-            stream_mode=LIVE_MODES if execution.live_events else ["checkpoints"],
-            durability="exit",
-        )
+        if request.state_update is not None:
+            checkpoint_id, final = await apply_update(
+                graph, config, request.state_update, builtin=served.builtin
+            )
+            stream: AsyncIterator[tuple[str, Any]] = _nothing()
+        else:
+            stream = graph.astream(  # type: ignore[assignment]
+                # Overwrite (built-in): the state starts empty each turn, with only its input.
+                {"messages": Overwrite(inputs) if served.builtin else inputs},
+                config,
+                # Token and step events only when someone may watch: without a "messages"
+                # consumer the model is called without streaming, which costs less.
+                stream_mode=LIVE_MODES if execution.live_events else ["checkpoints"],
+                durability="exit",
+            )
         async for mode, payload in stream:
             if mode == "checkpoints":
                 checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]

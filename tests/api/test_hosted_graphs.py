@@ -209,3 +209,18 @@ async def test_a_thread_of_a_graph_no_longer_served_is_still_listed_and_read(
             assert gone.value.response.status_code == 404
         finally:
             await plain.aclose()
+
+
+async def test_update_state_goes_through_the_hosted_graphs_reducers(
+    served: tuple[str, LangGraphClient],
+) -> None:
+    _, sdk = served
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, "support", "open a ticket: badge reader broken")
+    await sdk.threads.update_state(thread_id, {"tickets": ["T-MANUAL"]}, as_node="tools")
+    state = await sdk.threads.get_state(thread_id)
+    assert isinstance(state["values"], dict)
+    assert state["values"]["tickets"] == [*first["tickets"], "T-MANUAL"]  # operator.add, as the graph says
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        await sdk.threads.update_state(thread_id, {"tickets": ["x"]}, as_node="no-such-node")
+    assert bad.value.response.status_code == 422

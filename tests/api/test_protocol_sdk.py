@@ -383,3 +383,19 @@ async def test_a_scheduled_run_waits_its_time(sdk: LangGraphClient, database_url
             (run["run_id"],),
         ).fetchone()
     assert row == (True, "success")
+
+
+async def test_update_state_adds_messages_as_a_node_would(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, QUESTION)
+    note = {"type": "ai", "content": "Escalate to the SOC on-call."}
+    updated = await sdk.threads.update_state(thread_id, {"messages": [note]}, as_node="agent")
+    state = await sdk.threads.get_state(thread_id)
+    assert state["checkpoint"]["checkpoint_id"] == updated["checkpoint"]["checkpoint_id"]
+    assert contents(state["values"]) == [*contents(first), ("ai", "Escalate to the SOC on-call.")]
+    # The next turn goes on from it, and the native transcript has it.
+    after = await wait(sdk, thread_id, "thanks")
+    assert contents(after)[: len(first["messages"]) + 1] == contents(state["values"])
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        await sdk.threads.update_state(thread_id, {"messages": [{"type": "nonsense"}]})
+    assert bad.value.response.status_code == 422
