@@ -354,6 +354,7 @@ class Executor:
                 end_seq=committed.message_count,
                 before=earlier,
                 turn=final,
+                before_at=(start.branch, start.seq),
             )
         return result
 

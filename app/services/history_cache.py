@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from app.agent.messages import stored_to_langchain
-from app.lru import Lru
+from app.lru import Lru, message_list_bytes
 from app.memory.transcript import Transcript
 from app.settings import DEFAULT_CACHE_BYTES
 
@@ -45,7 +45,9 @@ class HistoryCache:
         """`max_bytes`: CACHE_MAX_BYTES; windows of long messages weigh megabytes each."""
         self._transcript = transcript
         self._limit = limit
-        self._entries: Lru[Key, list[BaseMessage]] = Lru(capacity, max_bytes=max_bytes)
+        self._entries: Lru[Key, list[BaseMessage]] = Lru(
+            capacity, max_bytes=max_bytes, weigh=message_list_bytes
+        )
 
     async def window(self, thread_key: uuid.UUID, *, branch: int, end_seq: int) -> list[BaseMessage]:
         cached = self._entries.get((thread_key, branch, end_seq))
@@ -62,6 +64,19 @@ class HistoryCache:
         end_seq: int,
         before: Sequence[BaseMessage],
         turn: Sequence[BaseMessage],
+        before_at: tuple[int, int] | None = None,
     ) -> None:
-        """Keep the window that ends after `turn` (which followed the window `before`)."""
-        self._entries.put((thread_key, branch, end_seq), trim_window([*before, *turn], self._limit))
+        """Keep the window that ends after `turn` (which followed the window `before`, cached
+        at `before_at` = (branch, end) when it was). Its weight is the cached window's plus the
+        turn's less what fell out, so a turn weighs its own messages, not the whole window."""
+        joined = [*before, *turn]
+        window = trim_window(joined, self._limit)
+        base = self._entries.weight((thread_key, *before_at)) if before_at is not None else None
+        if base is None:
+            size = message_list_bytes(window)
+        else:
+            dropped = joined[: len(joined) - len(window)]
+            size = (
+                base + message_list_bytes(list(turn)) - message_list_bytes(dropped) - message_list_bytes([])
+            )
+        self._entries.put((thread_key, branch, end_seq), window, size=size)
