@@ -76,7 +76,5 @@ class HistoryCache:
             size = message_list_bytes(window)
         else:
             dropped = joined[: len(joined) - len(window)]
-            size = (
-                base + message_list_bytes(list(turn)) - message_list_bytes(dropped) - message_list_bytes([])
-            )
+            size = base + message_list_bytes(list(turn)) - message_list_bytes(dropped)
         self._entries.put((thread_key, branch, end_seq), window, size=size)
