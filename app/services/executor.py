@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
@@ -347,6 +347,9 @@ class Executor:
                 raise RunCancelled("The run was cancelled; nothing was saved.")
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         live.publish(last)
+        result = replace(
+            result, conversation_end=(thread.thread_key, committed.branch, committed.message_count)
+        )
         if served.builtin:
             self._history_cache.remember(
                 thread.thread_key,

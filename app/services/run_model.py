@@ -55,6 +55,7 @@ class TurnRequest:
     regenerates: str | None = None  # the turn (checkpoint) whose question this run asks again
     input_ids: tuple[str, ...] | None = None  # the ids of `messages` (a question asked again)
     state_update: StateUpdate | None = None  # instead of running the graph, update its state
+    create_thread: bool = True  # False: a thread that does not exist is 404, not created
 
     def stored_input(self) -> dict[str, Any]:
         """What a queued run needs to run later, in any process."""
@@ -121,3 +122,5 @@ class TurnResult:
     run_id: str
     checkpoint_id: str
     messages: tuple[StoredMessage, ...]
+    # Where the conversation it completed ends: (thread_key, branch, end); read as one range.
+    conversation_end: tuple[uuid.UUID, int, int] | None = None

@@ -147,6 +147,8 @@ class RunService:
             if claim.bound_to is not None:
                 raise GraphMismatch(request.thread_id, claim.bound_to)
             if not claim.exists:  # a thread id never seen before: its first message creates it
+                if not request.create_thread:
+                    raise ThreadNotFound(request.thread_id)
                 await self._registry.ensure(request.owner, request.thread_id)
                 continue
             if claim.key_used:
@@ -325,6 +327,7 @@ class RunService:
             thread_id=record.thread_id,
             run_id=str(record.run_id),
             checkpoint_id=record.checkpoint_id,
+            conversation_end=(record.thread_key, record.branch, record.message_count or 0),
             # As the run itself answered (a replay equals the first answer): no row timestamps.
             messages=tuple(replace(m, created_at=None) for m in rows),
         )

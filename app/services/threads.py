@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -144,6 +145,11 @@ class ThreadService:
             [(r.thread_key, r.branch, r.message_count) for r in records]
         )
         return list(zip(records, conversations, strict=True))
+
+    async def conversation_until(self, end: tuple[uuid.UUID, int, int]) -> list[StoredMessage]:
+        """The conversation up to a position a run reported (one range of rows)."""
+        thread_key, branch, end_seq = end
+        return await self._transcript.upto(thread_key, branch=branch, end_seq=end_seq)
 
     async def conversation(self, thread: ThreadRecord) -> list[StoredMessage]:
         """The whole conversation at the thread's head: one range of transcript rows."""

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, RunsDep, ThreadsDep
-from app.api.protocol.shapes import RunCreate, new_thread_id, run_json
+from app.api.protocol.shapes import RunCreate, new_thread_id, run_json, values_of
 from app.api.protocol.stream import ProtocolStream
 from app.api.protocol.threads import thread_values
 from app.api.protocol.turn_states import fork_point, split
@@ -72,9 +72,12 @@ async def _submit(
     prior: list[Any] = []
     question: list[StoredMessage] = []
     asked = fork  # what the client named, before it is resolved
+    asked_new = thread_id is None  # a thread-less run makes its own thread
     if thread_id is None:
         thread_id = new_thread_id()
-    else:
+    elif fork is not None or stream:
+        # Only a fork or a stream needs the thread first (its fork point, its conversation);
+        # otherwise the run's own claim says whether the thread exists.
         record = await threads.find(owner, thread_id)
         if record is None and body.if_not_exists == "reject":
             raise ThreadNotFound(thread_id)
@@ -102,6 +105,7 @@ async def _submit(
             after_seconds=body.after_seconds,
             regenerates=regenerates,
             input_ids=tuple(m.message_id for m in question) if regenerates else None,
+            create_thread=body.if_not_exists == "create" or asked_new,
         )
     )
     return thread_id, handle, prior
@@ -190,10 +194,13 @@ def build_router() -> APIRouter:
         tid, handle, _ = await _submit(
             thread_id, body, owner, runs, threads, limits, background=False, stream=False
         )
-        await handle.result()
-        record = await threads.get(owner, tid)
+        result = await handle.result()
         run_path, _ = _paths(tid, handle.run.run_id)
-        values = await thread_values(record, threads, hosted)
+        if runs.catalog.get(body.assistant_id).builtin and result.conversation_end is not None:
+            # The built-in agent's values are its conversation: one range read, no lookups.
+            values = values_of(await threads.conversation_until(result.conversation_end))
+        else:
+            values = await thread_values(await threads.get(owner, tid), threads, hosted)
         return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
 
     @routes.get("/threads/{thread_id}/runs")
