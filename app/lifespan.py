@@ -40,6 +40,8 @@ from app.observability.metrics import Metrics
 from app.services.executor import Executor, Graph
 from app.services.feedback import FeedbackService
 from app.services.history_cache import HistoryCache
+from app.services.memories import MemoryService
+from app.services.memory_setup import open_long_term_memory
 from app.services.run_queue import RunQueue
 from app.services.run_stream import LogFollower
 from app.services.runs import RunService
@@ -58,6 +60,7 @@ class Resources:
     feedback: FeedbackService
     retention: Retention
     metrics: Metrics
+    memories: MemoryService
 
 
 @asynccontextmanager
@@ -84,8 +87,13 @@ async def open_resources(
             await check_schema(pool)
         if settings.database.load_sample_data:
             await load_sample_data(pool)
+        memory = await open_long_term_memory(
+            settings.memory, pool, migrate=settings.database.migrate, workspace=workspace, metrics=metrics
+        )
         if tools is None:
             tools = await build_tools(settings.tools, pool=pool, workspace=workspace)
+        if memory is not None:
+            tools = [*tools, *memory.tools]
         graph = build_graph(
             model=model or await prepare_model(settings.model, workspace=workspace),
             tools=list(tools),
@@ -94,6 +102,8 @@ async def open_resources(
             history=HistoryWindow(settings.model.max_history_messages, settings.model.max_history_tokens),
             tool_timeout=settings.tools.timeout_seconds,
             observer=GraphMetrics(metrics, settings.model.provider),
+            store=memory.graph_store if memory is not None else None,
+            recall=memory.recall if memory is not None else None,
         )
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
@@ -116,6 +126,7 @@ async def open_resources(
             compact_idle=settings.retention.compact_idle_seconds,
             batch=settings.retention.sweep_batch,
             events_ttl=settings.runs.events_ttl_seconds,
+            memories=memory.store if memory is not None else None,
         )
         runs.start()
         try:
@@ -127,9 +138,12 @@ async def open_resources(
                 feedback=feedback,
                 retention=retention,
                 metrics=metrics,
+                memories=MemoryService(memory, settings.memory),
             )
         finally:
             await runs.drain()
+            if memory is not None:
+                await memory.close()
 
 
 def build_run_service(

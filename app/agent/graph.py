@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -25,8 +25,10 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.store.base import BaseStore
 from langgraph.types import Command
 
+from app.agent.memory_tools import MemoryRecall
 from app.agent.model_errors import as_model_call_error
 from app.agent.window import HistoryWindow
 
@@ -42,6 +44,14 @@ TOOLS_NODE = "tools"
 
 class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
+
+
+def _user_text(messages: Sequence[AnyMessage]) -> str:
+    """The turn's latest user message, the query of its recall."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
 
 
 def _tool_error(exc: Exception) -> str:
@@ -101,10 +111,13 @@ def build_graph(
     history: HistoryWindow | None = None,
     tool_timeout: float | None = None,
     observer: GraphObserver | None = None,
+    store: BaseStore | None = None,
+    recall: MemoryRecall | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """`history`: what the model sees of a thread (default `HistoryWindow()`); `tool_timeout`:
     seconds a tool may take before its result is "tool failed" (None: no limit); `observer`:
-    told about each model and tool call."""
+    told about each model and tool call; `store`: the long-term store nodes and tools get (scoped
+    to the run's owner); `recall`: memories offered to the model with the user's message."""
     bound = model.bind_tools(list(tools))
     system = SystemMessage(content=system_prompt)
     window = history or HistoryWindow()
@@ -113,7 +126,12 @@ def build_graph(
         started = time.perf_counter()
         try:
             earlier = (config.get("configurable") or {}).get(HISTORY_KEY, [])
-            response = await bound.ainvoke([system, *window.apply([*earlier, *state["messages"]])], config)
+            preamble: list[AnyMessage] = [system]
+            if recall is not None:
+                memories = await recall.recall(_user_text(state["messages"]))
+                if memories:
+                    preamble.append(recall.message(memories))
+            response = await bound.ainvoke([*preamble, *window.apply([*earlier, *state["messages"]])], config)
         except Exception as exc:
             if observer is not None:
                 observer.model_call(time.perf_counter() - started, None)
@@ -142,4 +160,4 @@ def build_graph(
     builder.add_edge(START, AGENT_NODE)
     builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": TOOLS_NODE, END: END})
     builder.add_edge(TOOLS_NODE, AGENT_NODE)
-    return builder.compile(checkpointer=checkpointer)
+    return builder.compile(checkpointer=checkpointer, store=store)

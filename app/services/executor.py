@@ -24,6 +24,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite
 
 from app.agent.graph import HISTORY_KEY
+from app.agent.memory_tools import OWNER_KEY
 from app.agent.messages import text_of, to_langchain, to_stored
 from app.errors import (
     CheckpointNotFound,
@@ -271,6 +272,7 @@ class Executor:
             HEAD_KEY: thread.head_checkpoint_id,
             # The checkpoint is written by the commit below, with the transcript and the head.
             STAGE_KEY: staged,
+            OWNER_KEY: request.owner,  # long-term memory is scoped to it (app/agent/memory_tools.py)
         }
         if start.fork:
             configurable["checkpoint_id"] = start.checkpoint_id
