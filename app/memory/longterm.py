@@ -150,7 +150,8 @@ class LongTermStore:
             # Only the memory's text is embedded, so a value's other fields do not blur the match.
             index = {"dims": dims, "embed": embeddings, "fields": ["content"]}
             index["distance_type"] = "cosine"
-        ttl: TTLConfig = {"refresh_on_read": False, "default_ttl": default_ttl_minutes}
+        # Expired items are hidden at once, not only after the next sweep deletes them.
+        ttl: TTLConfig = {"refresh_on_read": False, "default_ttl": default_ttl_minutes, "omit_expired": True}
         # The store's connection type is a dict-row pool; ours yields tuples, which the store never
         # sees: it opens every cursor with row_factory=dict_row.
         self.store = AsyncPostgresStore(cast(Any, pool), index=index, ttl=ttl)

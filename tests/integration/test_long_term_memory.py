@@ -7,6 +7,8 @@ import httpx
 import psycopg
 import pytest
 
+from app.errors import MemoryNotFound
+from app.lifespan import open_resources
 from app.memory.longterm_schema import LongTermMemoryUnavailable
 from tests.conftest import make_settings, running_app, unique
 
@@ -106,3 +108,37 @@ async def test_dimensions_that_do_not_match_the_index_stop_the_start_with_the_fi
     ):
         async with running_app(make_settings(vector_database_url, memory=other)):
             pass
+
+
+async def test_item_and_default_ttls_are_swept_by_the_sweeper(vector_database_url: str) -> None:
+    owner = unique("ttl")
+    memory = {"enabled": True, "default_ttl_seconds": 3600}
+    settings = make_settings(vector_database_url, memory=memory, auth={"local_owner": owner})
+    async with open_resources(settings) as resources:
+        memories = resources.memories
+        await memories.put(
+            owner=owner, namespace=["n"], key="own", value={"content": "a"}, index=None, ttl_minutes=5
+        )
+        await memories.put(
+            owner=owner, namespace=["n"], key="default", value={"content": "b"}, index=None, ttl_minutes=None
+        )
+        with psycopg.connect(vector_database_url) as conn:
+            rows = dict(
+                conn.execute(
+                    "SELECT key, ttl_minutes FROM store WHERE prefix = %s AND expires_at > now()",
+                    (f"owners.{owner}.n",),
+                ).fetchall()
+            )
+            assert rows == {"own": 5, "default": 60}
+            assert (await resources.retention.sweep()).memories_expired == 0
+            conn.execute(
+                "UPDATE store SET expires_at = now() - interval '1 second' WHERE prefix = %s AND key = 'own'",
+                (f"owners.{owner}.n",),
+            )
+            conn.commit()
+        with pytest.raises(MemoryNotFound):  # hidden as soon as it expires, before the sweep
+            await memories.get(owner=owner, namespace=["n"], key="own", refresh_ttl=None)
+        assert (await resources.retention.sweep()).memories_expired == 1
+        assert (await memories.get(owner=owner, namespace=["n"], key="default", refresh_ttl=None)).value == {
+            "content": "b"
+        }
