@@ -123,7 +123,7 @@ async def test_item_and_default_ttls_are_swept_by_the_sweeper(vector_database_ur
             owner=owner, namespace=["n"], key="default", value={"content": "b"}, index=None, ttl_minutes=None
         )
         with psycopg.connect(vector_database_url) as conn:
-            rows = dict(
+            rows: dict[str, int] = dict(
                 conn.execute(
                     "SELECT key, ttl_minutes FROM store WHERE prefix = %s AND expires_at > now()",
                     (f"owners.{owner}.n",),
