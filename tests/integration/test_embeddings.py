@@ -12,6 +12,8 @@ from app.agent.embeddings import EmbeddingError, LexicalEmbeddings, build_embedd
 from app.settings import MemorySettings
 from tests.conftest import make_settings, running_app, unique
 from tests.fake_embedding_server import FakeEmbeddingServer
+from tests.fakes import FakeChatServer, Reply
+from tests.integration.test_llm_providers import API_KEY, openai_model
 from tests.integration.test_long_term_memory import answer
 
 TOKEN = "dapi-test-token"
@@ -91,3 +93,25 @@ async def test_a_databricks_embeddings_endpoint_serves_the_cross_thread_dialogue
         paths = {path for path, _ in server.requests}
         assert paths == {"/serving-endpoints/databricks-gte-large-en/invocations"}
         assert all("model" not in body for _, body in server.requests)
+
+
+@pytest.mark.parametrize(("min_similarity", "offered"), [(0.2, True), (0.99, False)])
+async def test_recall_offers_the_model_the_owners_similar_memories(
+    vector_database_url: str, min_similarity: float, offered: bool
+) -> None:
+    owner = unique("recall")
+    memory = {"enabled": True, "recall_min_similarity": min_similarity}
+    async with FakeChatServer([Reply(text="Noted.")], api_key=API_KEY) as chat:
+        settings = make_settings(
+            vector_database_url, memory=memory, model=openai_model(chat), auth={"local_owner": owner}
+        )
+        async with running_app(settings) as (_, client):
+            for key, text in enumerate(MEMORIES):
+                put = {"namespace": ["memories"], "key": str(key), "value": {"content": text}}
+                assert (await client.put("/store/items", json=put)).status_code == 204
+            await answer(client, "who do I call to escalate an incident?")
+    request = chat.requests[0]
+    assert {"manage_memory", "search_memory"} <= set(request.tool_names)
+    system = "\n".join(str(m["content"]) for m in request.messages if m["role"] == "system")
+    assert ("the SOC escalation number is" in system) is offered
+    assert "Backups run every night" not in system  # nothing in common with the question
