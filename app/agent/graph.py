@@ -128,7 +128,8 @@ def build_graph(
             earlier = (config.get("configurable") or {}).get(HISTORY_KEY, [])
             preamble: list[AnyMessage] = [system]
             if recall is not None:
-                memories = await recall.recall(_user_text(state["messages"]))
+                run = (config.get("metadata") or {}).get("run_id")
+                memories = await recall.recall(_user_text(state["messages"]), run=run and str(run))
                 if memories:
                     preamble.append(recall.message(memories))
             response = await bound.ainvoke([*preamble, *window.apply([*earlier, *state["messages"]])], config)

@@ -19,6 +19,8 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.config import get_config
 from langgraph.store.base import BaseStore, SearchItem
 
+from app.lru import Lru
+
 logger = logging.getLogger(__name__)
 
 # Run-config key of the run's owner; "__" keeps it out of checkpoint metadata and traces.
@@ -54,6 +56,8 @@ def build_memory_tools(store: BaseStore) -> list[BaseTool]:
         action: Literal["create", "update", "delete"] = "create",
         id: str | None = None,
     ) -> str:
+        if id is not None and not 0 < len(id) <= 256:
+            return "A memory id is 1 to 256 characters: use one that search_memory returned."
         if action == "delete":
             if not id:
                 return "To delete a memory, give its id (search for it first)."
@@ -110,10 +114,17 @@ class MemoryRecall:
         self._limit = limit
         self._min_similarity = min_similarity
         self._outcome = outcome or (lambda _: None)
+        # Runs in flight at once, with room to spare: an entry is only reused within its run.
+        self._recent: Lru[tuple[str, str], list[SearchItem]] = Lru(1024)
 
-    async def recall(self, query: str) -> list[SearchItem]:
+    async def recall(self, query: str, *, run: str | None = None) -> list[SearchItem]:
+        """The memories for `query`; within one `run` (a turn calls the model several times
+        around its tools) the first call's answer is reused, so a turn searches once."""
         if self._limit <= 0 or not query.strip():
             return []
+        cached = self._recent.get((run, query)) if run is not None else None
+        if cached is not None:
+            return cached
         try:
             items = await self._store.asearch(MEMORY_NAMESPACE, query=query, limit=self._limit)
         except Exception as exc:  # noqa: BLE001 - memory is a help, never a reason to fail a turn
@@ -122,6 +133,8 @@ class MemoryRecall:
             return []
         found = [i for i in items if i.score is not None and i.score >= self._min_similarity]
         self._outcome("hit" if found else "miss")
+        if run is not None:
+            self._recent.put((run, query), found)
         return found
 
     @staticmethod

@@ -37,6 +37,7 @@ from langgraph.store.base import (
     SearchItem,
     SearchOp,
     TTLConfig,
+    validate_op_namespace,
 )
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import PostgresIndexConfig
@@ -99,6 +100,11 @@ class ScopedStore(BaseStore):
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         prefix = (ROOT, owner_label(self._owner()))
+        ops = list(ops)
+        for op in ops:
+            # The owner prefix already keeps every label inside the owner's part; this keeps a
+            # label with '.' from naming a deeper namespace than the one it claims to be.
+            validate_op_namespace(op)
         results = await self._inner.abatch([_scoped(op, prefix) for op in ops])
         return [_unscoped(result) for result in results]
 

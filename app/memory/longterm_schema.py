@@ -17,6 +17,13 @@ from app.memory.pool import Pool
 _LOCK_KEY = "lakebase-memory-agent:migrations"
 
 
+# Cosine HNSW, as LangGraph's vector migration makes it for distance_type="cosine".
+VECTOR_INDEX = (
+    "CREATE INDEX IF NOT EXISTS store_vectors_embedding_idx ON store_vectors"
+    " USING hnsw (embedding vector_cosine_ops)"
+)
+
+
 class LongTermMemoryUnavailable(RuntimeError):
     """Long-term memory is on but the database cannot hold it; the message says what to do."""
 
@@ -99,10 +106,7 @@ async def ensure_vector_index(pool: Pool, *, dims: int, create: bool) -> None:
                 " FOREIGN KEY (prefix, key) REFERENCES store (prefix, key) ON DELETE CASCADE)"
             ).format(dims=sql.Literal(dims))
         )
-        await conn.execute(
-            "CREATE INDEX IF NOT EXISTS store_vectors_embedding_idx ON store_vectors"
-            " USING hnsw (embedding vector_cosine_ops)"
-        )
+        await conn.execute(VECTOR_INDEX)
     # Another process may have made the table first, with other dimensions.
     found = await existing_dims(pool)
     if found is not None and found != dims:

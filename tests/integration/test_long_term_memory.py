@@ -38,6 +38,14 @@ async def test_what_one_thread_learns_another_thread_of_the_same_owner_uses(vect
         assert "London" in await answer(client, "Which office do I cover?", alice)
         theirs = await answer(client, "Which office do I cover?", bob)
         assert "London" not in theirs and "don't have anything saved" in theirs
+        # Three turns of two model calls each (a tool call, then the answer): one recall a turn.
+        metrics = (await client.get("/metrics", headers=alice)).text
+    recalls = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("lma_memory_recalls_total{")
+    ]
+    assert sum(recalls) == 3
 
 
 async def test_forget_deletes_the_memory_it_finds(vector_database_url: str) -> None:
