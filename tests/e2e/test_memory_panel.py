@@ -41,6 +41,15 @@ async def test_see_search_and_forget_what_the_agent_remembers(
     await send(page, "Remember that the SOC escalation number is 555-0100")
     await wait_idle(page)
 
+    # An answer drawn from a memory says so; one that is not does not.
+    await send(page, "Which office do I cover?")
+    await wait_idle(page)
+    await expect(
+        page.get_by_text("From what you told me before: you cover the London office")
+    ).to_be_visible()
+    await expect(page.locator(".memory-used")).to_have_count(1)
+    await expect(page.locator(".memory-used")).to_have_text("Answered from your memories")
+
     await page.get_by_role("button", name="Memories").click()
     memories = page.get_by_role("list", name="Memories")
     await expect(memories.get_by_role("listitem")).to_have_count(2)
