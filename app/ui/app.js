@@ -1001,6 +1001,7 @@ function start() {
     if (event.key !== "Escape" || document.querySelector("dialog[open]")) return;
     if (ui.app.classList.contains("sidebar-open")) closeSidebar();
     else if (!ui.history.hidden) closeHistory();
+    else memoryPanel?.closeIfOpen();
   });
   window.addEventListener("hashchange", () => {
     const id = threadFromHash();

@@ -80,3 +80,5 @@ async def test_see_search_and_forget_what_the_agent_remembers(
     await expect(page.locator("#memory-status")).to_have_text("Forgot 2 memories.")
     await expect(memories.get_by_role("listitem")).to_have_count(0)
     assert await _stored(memory_server) == []
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#memory-panel")).to_be_hidden()
