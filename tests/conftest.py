@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,8 @@ def vector_admin_url(admin_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def vector_database_url(vector_admin_url: str) -> Iterator[str]:
     """A fresh database with pgvector available (long-term memory tests)."""
-    yield from _fresh_database(vector_admin_url)
+    with fresh_database(vector_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -135,18 +136,23 @@ def _embedded_server(prefix: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(admin_url: str) -> Iterator[str]:
-    yield from _fresh_database(admin_url)
+    with fresh_database(admin_url) as url:
+        yield url
 
 
-def _fresh_database(admin_url: str) -> Iterator[str]:
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server of `admin_url`, dropped afterwards."""
     name = f"lma_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     params = conninfo_to_dict(admin_url)
     params["dbname"] = name
-    yield make_conninfo(**params)  # type: ignore[arg-type]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_settings(database_url: str | None, **groups: Any) -> Settings:

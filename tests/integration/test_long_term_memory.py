@@ -3,6 +3,10 @@ never on another owner's; off means nothing stored; a failing embedder never fai
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
 import psycopg
 import pytest
@@ -10,7 +14,7 @@ import pytest
 from app.errors import MemoryNotFound
 from app.lifespan import open_resources
 from app.memory.longterm_schema import LongTermMemoryUnavailable
-from tests.conftest import make_settings, running_app, unique
+from tests.conftest import fresh_database, make_settings, running_app, unique
 
 MEMORY_ON = {"enabled": True}
 
@@ -150,3 +154,22 @@ async def test_item_and_default_ttls_are_swept_by_the_sweeper(vector_database_ur
         assert (await memories.get(owner=owner, namespace=["n"], key="default", refresh_ttl=None)).value == {
             "content": "b"
         }
+
+
+async def test_a_least_privilege_start_needs_init_db_to_have_made_the_vector_index(
+    vector_admin_url: str,
+) -> None:
+    with fresh_database(vector_admin_url) as url:
+        async with running_app(make_settings(url, memory={"enabled": False})):
+            pass  # the service's own tables, made by a start with long-term memory off
+        least = make_settings(url, memory=MEMORY_ON, database={"migrate": False})
+        with pytest.raises(LongTermMemoryUnavailable, match="init-db"):
+            async with running_app(least):
+                pass
+        env = {**os.environ, "DATABASE_URL": url, "LONG_TERM_MEMORY": "true", "LOAD_SAMPLE_DATA": "false"}
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "init-db"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        async with running_app(least) as (_, client):
+            assert "London" in await answer(client, "Remember that I cover the London office")
