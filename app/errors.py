@@ -125,6 +125,34 @@ class RunNotActive(ServiceError):
         )
 
 
+class AssistantNotFound(ServiceError):
+    status_code = 404
+    code = "assistant_not_found"
+
+    def __init__(self, assistant_id: str, served: list[str]) -> None:
+        super().__init__(
+            f"No assistant or graph {assistant_id!r} is served here; served: {', '.join(served)}."
+        )
+
+
+class GraphMismatch(ServiceError):
+    status_code = 409
+    code = "graph_mismatch"
+
+    def __init__(self, thread_id: str, graph: str) -> None:
+        super().__init__(
+            f"Thread {thread_id!r} runs on the graph {graph!r}; start a new thread for another graph."
+        )
+
+
+class RunStillActive(ServiceError):
+    status_code = 409
+    code = "run_active"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"Run {run_id!r} is still {status}; cancel it first.")
+
+
 class RunCancelled(ServiceError):
     """The run was cancelled (by a client, or by a newer run's interrupt/rollback strategy)."""
 
@@ -232,8 +260,9 @@ def as_service_error(exc: BaseException) -> ServiceError | None:
         return TurnTimeout(exc.message) if exc.timed_out else TurnFailed(exc.message)
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | CredentialUnavailable):
         return DatabaseUnavailable()
-    if isinstance(exc, psycopg.DataError):
-        # Input the schemas let through but PostgreSQL cannot store: the client's to fix.
+    if isinstance(exc, psycopg.DataError | UnicodeEncodeError):
+        # Input the schemas let through but PostgreSQL cannot store (a NUL, a lone surrogate):
+        # the client's to fix.
         return InvalidInput("A value in the request cannot be stored (for example a NUL character).")
     return None
 
@@ -258,7 +287,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     parts = []
     for err in errors[:5]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+        # pydantic prefixes our validators' messages with "Value error, ": noise for a client.
+        parts.append(f"{loc or 'body'}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return 422, "invalid_input", "; ".join(parts) or "The request is invalid."
 
 
@@ -281,8 +311,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         mapped = as_service_error(exc)
         if mapped is not None:
+            # Logged as what it was mapped to: a client's bad value is not an outage.
             logger.warning(
-                "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+                "%s on %s %s: %s", mapped.code, request.method, request.url.path, type(exc).__name__
             )
             return error_response(mapped)
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -297,4 +328,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.Error, on_unexpected)
     app.add_exception_handler(psycopg_pool.PoolTimeout, on_unexpected)
     app.add_exception_handler(CredentialUnavailable, on_unexpected)
+    app.add_exception_handler(UnicodeEncodeError, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)

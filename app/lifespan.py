@@ -18,6 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from app.agent.graph import build_graph
+from app.agent.graph_loader import graph_sources, load_graph
 from app.agent.model_factory import prepare_model
 from app.agent.prompt import render_system_prompt, system_prompt_template
 from app.agent.sample_data import load_sample_data
@@ -37,9 +38,11 @@ from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
-from app.services.executor import Executor, Graph
+from app.services.executor import Executor
 from app.services.feedback import FeedbackService
+from app.services.graphs import GraphCatalog
 from app.services.history_cache import HistoryCache
+from app.services.hosted_state import HostedState
 from app.services.memories import MemoryService
 from app.services.memory_setup import open_long_term_memory
 from app.services.run_queue import RunQueue
@@ -57,9 +60,11 @@ class Resources:
     database: Database
     runs: RunService
     threads: ThreadService
+    hosted_state: HostedState
     feedback: FeedbackService
     retention: Retention
     metrics: Metrics
+    checkpointer: PooledPostgresSaver
     memories: MemoryService
 
 
@@ -80,7 +85,7 @@ async def open_resources(
         settings.database, settings.lakebase, workspace=workspace, metrics=metrics
     ) as database:
         pool = database.pool
-        saver = PooledPostgresSaver(pool, metrics=metrics)
+        saver = PooledPostgresSaver(pool, metrics=metrics, cache_bytes=settings.runs.cache_max_bytes)
         if settings.database.migrate:
             await migrate(pool, saver, schema=settings.database.schema_name)
         else:
@@ -108,9 +113,13 @@ async def open_resources(
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
         transcript = Transcript(pool)
+        hosted = [
+            load_graph(source, saver)
+            for source in graph_sources(settings.graphs.config, settings.graphs.graphs)
+        ]
         runs = build_run_service(
             settings,
-            graph=graph,
+            catalog=GraphCatalog(graph, hosted),
             pool=pool,
             registry=registry,
             history=history,
@@ -135,9 +144,11 @@ async def open_resources(
                 database=database,
                 runs=runs,
                 threads=threads,
+                hosted_state=HostedState(runs.catalog),
                 feedback=feedback,
                 retention=retention,
                 metrics=metrics,
+                checkpointer=saver,
                 memories=MemoryService(memory, settings.memory),
             )
         finally:
@@ -149,7 +160,7 @@ async def open_resources(
 def build_run_service(
     settings: Settings,
     *,
-    graph: Graph,
+    catalog: GraphCatalog,
     pool: Pool,
     registry: ThreadRegistry,
     history: CheckpointHistory,
@@ -161,11 +172,13 @@ def build_run_service(
     log = RunEventLog(pool)
     notifications = RunNotifications(pool)
     executor = Executor(
-        graph=graph,
+        catalog=catalog,
         store=store,
         runs=runs,
         log=log,
-        history_cache=HistoryCache(transcript, limit=settings.runs.history_messages),
+        history_cache=HistoryCache(
+            transcript, limit=settings.runs.history_messages, max_bytes=settings.runs.cache_max_bytes
+        ),
         settings=settings.runs,
         metrics=metrics,
         log_content=settings.server.log_content,

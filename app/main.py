@@ -9,7 +9,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from app.api import feedback, health, history, invocations, messages, operations, runs, store, threads
-from app.api.guards import BodyGuard, RejectNul
+from app.api.guards import BodyGuard, ConcurrencyCap, RejectNul
+from app.api.protocol import protocol_router
 from app.api.ui import mount_ui
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
@@ -46,6 +47,7 @@ def create_app(
     for module in (threads, messages, runs, history, feedback, health, operations, store):
         app.include_router(module.router)
     app.include_router(invocations.router)
+    app.include_router(protocol_router())
     mount_ui(app)
     if settings.server.cors_origins:
         app.add_middleware(
@@ -60,7 +62,9 @@ def create_app(
         BodyGuard,
         max_bytes=settings.limits.max_body_bytes,
         read_timeout=settings.limits.body_read_timeout_seconds,
+        deadline=settings.limits.body_deadline_seconds,
     )
     app.add_middleware(RejectNul)
+    app.add_middleware(ConcurrencyCap, limit=settings.limits.max_concurrent_requests)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     return app

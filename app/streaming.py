@@ -6,15 +6,17 @@ after exactly that event:
 
 | event         | data                                                          |
 |---------------|---------------------------------------------------------------|
-| `run_start`   | `{run_id, thread_id}`                                         |
-| `token`       | `{message_id, delta}`: a piece of the assistant's answer      |
+| `run_start`   | `{run_id, thread_id, input}`: input is the turn's new messages (ids as saved) |
+| `token`       | `{message_id, delta, node}`: a piece of the assistant's answer |
 | `tool_call`   | `{message_id, tool_call_id, name, args}`                      |
-| `tool_result` | `{message_id, tool_call_id, name, content}`                   |
-| `message`     | a complete assistant message (same shape as in the JSON API)  |
+| `tool_result` | `{message_id, tool_call_id, name, content, node}`             |
+| `message`     | a complete assistant message (as in the JSON API), plus `node` |
+| `custom`      | what a hosted graph's node wrote with `get_stream_writer()`    |
 | `error`       | `{code, message}`: the run failed or was cancelled (`cancelled`); nothing was saved |
 | `done`        | `{run_id, thread_id, checkpoint_id, new_messages}`            |
 
-A stream ends after `done` or `error`.
+A stream ends after `done` or `error`. Other dialects (the Agent Protocol's stream modes)
+render their own `Frame`s and are framed here too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -77,6 +80,38 @@ def sse_response(
 ) -> EventSourceResponse:
     # Disconnects only stop this generator; the run itself goes on in its own task.
     return EventSourceResponse(_frames(run_id, events), headers=headers, ping=ping_seconds)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One SSE frame of another dialect (the Agent Protocol's stream modes): its event name,
+    its JSON data, and its id when it ends a run event (where a resumed stream continues)."""
+
+    event: str
+    data: Any
+    id: str | None = None
+
+
+class RawJson(str):
+    """Frame data already encoded (a stream that resends a growing list encodes each item once)."""
+
+    __slots__ = ()
+
+
+def encode(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+async def _protocol_frames(frames: AsyncIterator[Frame]) -> AsyncIterator[ServerSentEvent]:
+    async for frame in frames:
+        data = frame.data if isinstance(frame.data, RawJson) else encode(frame.data)
+        yield ServerSentEvent(data=data, event=frame.event, id=frame.id)
+
+
+def frames_response(
+    frames: AsyncIterator[Frame], *, headers: dict[str, str], ping_seconds: int
+) -> EventSourceResponse:
+    return EventSourceResponse(_protocol_frames(frames), headers=headers, ping=ping_seconds)
 
 
 async def _responses_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ServerSentEvent]:

@@ -30,6 +30,7 @@ from app.main import create_app
 from app.settings import (
     AuthSettings,
     DatabaseSettings,
+    GraphSettings,
     LakebaseSettings,
     LimitSettings,
     MemorySettings,
@@ -96,7 +97,7 @@ def vector_admin_url(admin_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def vector_database_url(vector_admin_url: str) -> Iterator[str]:
     """A fresh database with pgvector available (long-term memory tests)."""
-    with fresh_database(vector_admin_url) as url:
+    with scratch_database(vector_admin_url) as url:
         yield url
 
 
@@ -134,15 +135,10 @@ def _embedded_server(prefix: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def database_url(admin_url: str) -> Iterator[str]:
-    with fresh_database(admin_url) as url:
-        yield url
-
-
 @contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new database on the server of `admin_url`, dropped afterwards."""
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A new empty database on the test server, dropped afterwards (for tests that need their
+    own demo data or schema state, apart from the session database)."""
     name = f"lma_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -153,6 +149,12 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str) -> Iterator[str]:
+    with scratch_database(admin_url) as url:
+        yield url
 
 
 def make_settings(database_url: str | None, **groups: Any) -> Settings:
@@ -169,6 +171,7 @@ def make_settings(database_url: str | None, **groups: Any) -> Settings:
         server=ServerSettings(**groups.pop("server", {})),
         retention=RetentionSettings(**groups.pop("retention", {})),
         tools=ToolSettings(**groups.pop("tools", {})),
+        graphs=GraphSettings(**groups.pop("graphs", {})),
         memory=MemorySettings(**groups.pop("memory", {})),
     )
     assert not groups, f"unknown settings groups: {sorted(groups)}"

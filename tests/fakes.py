@@ -16,7 +16,7 @@ import psycopg
 import uvicorn
 from databricks.sdk.credentials_provider import CredentialsStrategy
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, ToolCall
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.tools import BaseTool, StructuredTool
 from psycopg import sql
@@ -25,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.agent.offline_model import OfflineChatModel
+from app.agent.offline_model import Decision, OfflineChatModel
+from app.agent.tools import USER_TOOL
 
 
 class ExplodingModel(OfflineChatModel):
@@ -59,6 +60,32 @@ class ExplodingModel(OfflineChatModel):
         self._count_call()
         async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
             yield chunk
+
+
+class LoopingModel(OfflineChatModel):
+    """A model that never answers: every call asks for `get_user_info` again, with the same
+    arguments (`vary=False`) or new ones each time (`vary=True`)."""
+
+    vary: bool = False
+    calls: int = 0
+
+    def _decide(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Decision:
+        self.calls += 1
+        ip = f"203.0.113.{self.calls}" if self.vary else "203.0.113.1"
+        return Decision(tool_call=ToolCall(name=USER_TOOL, args={"source_ip": ip}, id=f"loop_{self.calls}"))
+
+
+def unreachable_user_tool(port: int) -> BaseTool:
+    """`get_user_info` whose database is down: it connects to a port nothing listens on."""
+
+    async def get_user_info(source_ip: str) -> str:
+        """Return the user at the given IP address."""
+        async with await psycopg.AsyncConnection.connect(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2
+        ):
+            return "unreachable"
+
+    return StructuredTool.from_function(coroutine=get_user_info, name="get_user_info")
 
 
 def broken_threat_tool() -> BaseTool:

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "app", "tests", "bench"],
-        ["ruff", "format", "--check", "app", "tests", "bench"],
+        ["ruff", "check", "app", "tests", "bench", "examples"],
+        ["ruff", "format", "--check", "app", "tests", "bench", "examples"],
         ["mypy"],
     ],
     ids=["ruff-lint", "ruff-format", "mypy-strict"],

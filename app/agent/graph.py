@@ -3,20 +3,20 @@
 Per-request data (thread key, checkpoint to start from, run id) travels in the run config, so
 one compiled graph serves every thread and every request. The state keeps the whole thread; the
 model is shown a repaired, bounded window of it (app/agent/window.py). A tool that fails or
-runs out of time becomes a "tool failed: ..." result the model reads; a model call that fails
+runs out of time becomes a "<tool> failed: ..." result the model reads, a repeated call is not
+run again, and a database outage ends the turn (app/agent/tool_calls.py); a model call that fails
 raises `ModelCallError` with a message fit for the client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, Protocol, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -24,12 +24,15 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
-from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.store.base import BaseStore
-from langgraph.types import Command
+
+# typing_extensions: pydantic builds the graph's JSON schemas (served to protocol clients)
+# from it, and refuses typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
 
 from app.agent.memory_tools import MemoryRecall
 from app.agent.model_errors import as_model_call_error
+from app.agent.tool_calls import current_turn, steps_exhausted, stop_repeating, tool_runner
 from app.agent.window import HistoryWindow
 
 logger = logging.getLogger(__name__)
@@ -54,14 +57,6 @@ def _user_text(messages: Sequence[AnyMessage]) -> str:
     return ""
 
 
-def _tool_error(exc: Exception) -> str:
-    # The model reads this as the tool's result; the thread stays valid and the turn goes on.
-    return f"tool failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-
-
-ToolExecutor = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
-
-
 class GraphObserver(Protocol):
     """Told about every model and tool call (metrics). Called inline, so it must be cheap; this
     costs far less than LangChain callbacks, which add a run manager to every step."""
@@ -69,37 +64,6 @@ class GraphObserver(Protocol):
     def model_call(self, seconds: float, usage: Mapping[str, Any] | None) -> None: ...
 
     def tool_call(self, tool: str, outcome: str, seconds: float) -> None: ...
-
-
-def _tool_wrapper(
-    seconds: float | None, observer: GraphObserver | None
-) -> Callable[[ToolCallRequest, ToolExecutor], Awaitable[Any]]:
-    async def run_tool(request: ToolCallRequest, execute: ToolExecutor) -> ToolMessage | Command[Any]:
-        call = request.tool_call
-        started = time.perf_counter()
-        outcome = "success"
-        try:
-            if seconds is None:
-                result = await execute(request)
-            else:
-                async with asyncio.timeout(seconds):
-                    result = await execute(request)
-            if isinstance(result, ToolMessage) and result.status == "error":
-                outcome = "error"
-            return result
-        except TimeoutError:
-            outcome = "timeout"
-            return ToolMessage(
-                content=f"tool failed: {call['name']} did not return within {seconds:g} s",
-                name=call["name"],
-                tool_call_id=call["id"] or "",
-                status="error",
-            )
-        finally:
-            if observer is not None:
-                observer.tool_call(call["name"], outcome, time.perf_counter() - started)
-
-    return run_tool
 
 
 def build_graph(
@@ -115,7 +79,7 @@ def build_graph(
     recall: MemoryRecall | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """`history`: what the model sees of a thread (default `HistoryWindow()`); `tool_timeout`:
-    seconds a tool may take before its result is "tool failed" (None: no limit); `observer`:
+    seconds a tool may take before its result is "<tool> failed" (None: no limit); `observer`:
     told about each model and tool call; `store`: the long-term store nodes and tools get (scoped
     to the run's owner); `recall`: memories offered to the model with the user's message."""
     bound = model.bind_tools(list(tools))
@@ -144,19 +108,22 @@ def build_graph(
             raise failure from exc
         if observer is not None:
             observer.model_call(time.perf_counter() - started, getattr(response, "usage_metadata", None))
+        if isinstance(response, AIMessage):
+            # A model that loops ends the turn with an answer (app/agent/tool_calls.py).
+            turn = current_turn(state["messages"])
+            response = (
+                stop_repeating(turn, response)
+                or steps_exhausted(turn, response, limit=config.get("recursion_limit"))
+                or response
+            )
         return {"messages": [response]}
 
     builder: StateGraph[AgentState, None, AgentState, AgentState] = StateGraph(AgentState)
     builder.add_node(AGENT_NODE, agent)
     builder.add_node(
         TOOLS_NODE,
-        ToolNode(
-            list(tools),
-            handle_tool_errors=_tool_error,
-            awrap_tool_call=_tool_wrapper(tool_timeout, observer)
-            if tool_timeout is not None or observer is not None
-            else None,
-        ),
+        # Failures are handled by the wrapper, which knows an outage from a tool's own failure.
+        ToolNode(list(tools), handle_tool_errors=False, awrap_tool_call=tool_runner(tool_timeout, observer)),
     )
     builder.add_edge(START, AGENT_NODE)
     builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": TOOLS_NODE, END: END})

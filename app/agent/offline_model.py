@@ -153,9 +153,11 @@ def _describe_user(user: dict[str, str]) -> str:
 
 
 def _answer_turn(question: str, turn: Sequence[BaseMessage]) -> str:
-    """Write the final answer from the tool results of the current turn."""
+    """Write the final answer from the tool results of the current turn. A result that is not a
+    record ("No user has the IP address ...", "get_user_info failed: ...") is an answer too: it
+    is told to the user, never retried."""
     found = _tool_results(turn)
-    failures = [_text(m) for m in turn if isinstance(m, ToolMessage) and not parse_fields(_text(m))]
+    unanswered = {m.name: _text(m) for m in turn if isinstance(m, ToolMessage) and not parse_fields(_text(m))}
     kind = find_threat_type(question)
     if found.threats and found.users:
         threat, user = found.threats[0], found.users[0]
@@ -165,12 +167,15 @@ def _answer_turn(question: str, turn: Sequence[BaseMessage]) -> str:
         )
     if found.threats:
         threat = found.threats[0]
-        return f"The latest {threat.get('threat_type')} threat was {_describe_threat(threat)}."
+        answer = f"The latest {threat.get('threat_type')} threat was {_describe_threat(threat)}."
+        if USER_TOOL in unanswered:
+            answer += f" I could not tell who is behind it: {unanswered[USER_TOOL]}"
+        return answer
     if found.users:
         user = found.users[0]
         return f"The IP address {user.get('ip_address')} belongs to {_describe_user(user)}."
-    if failures:
-        return failures[-1]
+    if unanswered:
+        return " ".join(unanswered.values())
     return f"I could not find anything about {kind or 'that'}."
 
 
@@ -222,7 +227,9 @@ def decide(messages: Sequence[BaseMessage], tool_names: set[str]) -> Decision:
     if turn:  # tool results of this turn are in: call the next tool, or answer
         found = _tool_results(turn)
         wants_person = bool(words & set(_PERSON_WORDS))
-        if found.threats and not found.users and wants_person and USER_TOOL in tool_names:
+        # One lookup per tool and turn: whatever it answered ("no user has ...", a failure) stands.
+        asked = {m.name for m in turn if isinstance(m, ToolMessage)}
+        if found.threats and not found.users and wants_person and USER_TOOL in tool_names - asked:
             return _call(USER_TOOL, {"source_ip": found.threats[0]["source_ip"]}, seed)
         return Decision(text=_answer_turn(question, turn))
 
@@ -265,9 +272,9 @@ class OfflineChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    @staticmethod
-    def _tool_names(kwargs: dict[str, Any]) -> set[str]:
-        return {t["function"]["name"] for t in kwargs.get("tools", [])}
+    def _decide(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Decision:
+        """The next step, for every entry point (invoke, stream, sync and async) alike."""
+        return decide(messages, {t["function"]["name"] for t in kwargs.get("tools", [])})
 
     def _generate(
         self,
@@ -276,7 +283,7 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision = decide(messages, self._tool_names(kwargs))
+        decision = self._decide(messages, kwargs)
         usage = _usage(messages, decision)
         if decision.tool_call is not None:
             message = AIMessage(content="", tool_calls=[decision.tool_call], usage_metadata=usage)
@@ -294,7 +301,7 @@ class OfflineChatModel(BaseChatModel):
         result = self._generate(messages, stop, None, **kwargs)
         if self.token_delay_seconds:
             # Take as long as streaming the same answer would.
-            tokens = len(self._chunks(decide(messages, self._tool_names(kwargs))))
+            tokens = len(self._chunks(self._decide(messages, kwargs)))
             await asyncio.sleep(self.token_delay_seconds * tokens)
         return result
 
@@ -305,7 +312,7 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        decision = decide(messages, self._tool_names(kwargs))
+        decision = self._decide(messages, kwargs)
         for chunk in self._chunks(decision, _usage(messages, decision)):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -318,7 +325,7 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        decision = decide(messages, self._tool_names(kwargs))
+        decision = self._decide(messages, kwargs)
         for chunk in self._chunks(decision, _usage(messages, decision)):
             if self.token_delay_seconds:
                 await asyncio.sleep(self.token_delay_seconds)

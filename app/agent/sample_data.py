@@ -2,7 +2,8 @@
 
 Seeded, so every install has the same rows (tests and the README's session rely on that), and
 loaded idempotently (`ON CONFLICT DO NOTHING` on the primary keys): loading twice, or from two
-processes at once, leaves exactly one copy.
+processes at once, leaves exactly one copy. Only empty tables get it: data of your own loaded
+with `load-data` is never mixed with the sample.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import random
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 
+from app.memory.demo_tables import THREAT_TABLE, USER_TABLE, load_rows
 from app.memory.pool import Pool
 
 THREAT_TYPES = (
@@ -107,23 +109,12 @@ def generate(*, seed: int = 7, users: int = 20, threats: int = 100) -> tuple[lis
 
 
 async def load_sample_data(pool: Pool) -> int:
-    """Insert the generated rows that are not there yet; return how many were inserted."""
+    """Insert the generated rows into empty demo tables; return how many were inserted. Tables
+    that already have rows (the sample, or your own from `load-data`) are left as they are."""
     users, threats = generate()
-    async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO user_info (user_id, user_name, department, email, ip_address, location)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
-            [astuple(u) for u in users],
-            returning=False,
-        )
-        inserted = max(cur.rowcount, 0)
-        await cur.executemany(
-            "INSERT INTO cyber_threat_detection (threat_id, event_timestamp, source_ip,"
-            " destination_ip, source_port, destination_port, protocol, threat_type,"
-            " detection_tool, description) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (threat_id) DO NOTHING",
-            [astuple(t) for t in threats],
-            returning=False,
-        )
-        inserted += max(cur.rowcount, 0)
-    return inserted
+    loaded = await load_rows(
+        pool,
+        {USER_TABLE: [astuple(u) for u in users], THREAT_TABLE: [astuple(t) for t in threats]},
+        only_into_empty=True,
+    )
+    return sum(part.inserted for part in loaded)

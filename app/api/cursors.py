@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from app.errors import InvalidInput
+from app.services.storable import unstorable_reason
 
 
 def encode_cursor(value: Any) -> str:
@@ -20,6 +21,19 @@ def decode_cursor(cursor: str | None) -> Any:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput("The `before` cursor is not one this service issued.") from exc
+    # Ours hold ids and timestamps only: a NUL or a lone surrogate means it was made up, and it
+    # would reach the database as a query parameter.
+    if any(unstorable_reason(part) for part in _strings(value)):
+        raise InvalidInput("The `before` cursor is not one this service issued.")
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value if isinstance(item, str | list) for s in _strings(item)]
+    return []

@@ -14,9 +14,10 @@ from fastapi import Depends, Path, Request
 
 from app.errors import InvalidInput, Unauthorized
 from app.lifespan import Resources
+from app.services.hosted_state import HostedState
 from app.services.runs import RunService
 from app.services.threads import ThreadService
-from app.settings import AuthMode, LimitSettings
+from app.settings import AuthMode, LimitSettings, canonical_owner
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _THREAD_ID = re.compile(THREAD_ID_PATTERN)
@@ -46,7 +47,12 @@ async def get_default_ttl(resources: ResourcesDep) -> int | None:
     return resources.settings.retention.thread_ttl_seconds
 
 
+async def get_hosted_state(resources: ResourcesDep) -> HostedState:
+    return resources.hosted_state
+
+
 RunsDep = Annotated[RunService, Depends(get_runs)]
+HostedStateDep = Annotated[HostedState, Depends(get_hosted_state)]
 DefaultTtlDep = Annotated[int | None, Depends(get_default_ttl)]
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
@@ -54,7 +60,7 @@ LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
 
 async def current_owner(request: Request, resources: ResourcesDep) -> str:
     """The caller's identity, from the transport only (never from the body)."""
-    owner = _owner_from_transport(request, resources)
+    owner = canonical_owner(_owner_from_transport(request, resources))
     request.state.owner = owner  # for the access log line
     return owner
 

@@ -11,19 +11,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import error_body
 
 
-async def send_error(send: Send, status: int, code: str, message: str) -> None:
+async def send_error(
+    send: Send, status: int, code: str, message: str, *, retry_after: int | None = None
+) -> None:
     body = json.dumps(error_body(code, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -43,16 +42,51 @@ class RejectNul:
         await self.app(scope, receive, send)
 
 
+class ConcurrencyCap:
+    """At most MAX_CONCURRENT_REQUESTS requests in progress in this process (streams included);
+    beyond, 503 with Retry-After at once, instead of every request slowing down together.
+    Health probes and /metrics are exempt: a busy process is alive, and a busy one is when its
+    metrics matter most."""
+
+    EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.limit:
+            await send_error(
+                send,
+                503,
+                "server_busy",
+                f"The server has {self.limit} requests in progress (MAX_CONCURRENT_REQUESTS); retry shortly.",
+                retry_after=1,
+            )
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+
 class BodyGuard:
     """Bound what a request body may cost: over MAX_BODY_BYTES is 413 (checked up front from
     Content-Length, and while reading chunked bodies, so it is never buffered whole); a client
-    that stops sending its body for BODY_READ_TIMEOUT_SECONDS is 408, so a slow sender cannot
-    hold a worker forever."""
+    that stops sending its body for BODY_READ_TIMEOUT_SECONDS, or has not sent all of it within
+    BODY_DEADLINE_SECONDS of the request's start (a trickle resets no clock), is 408, so a slow
+    sender cannot hold a worker forever."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout: float) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout: float, deadline: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
+        self.deadline = deadline
 
     async def _reject(self, send: Send) -> None:
         await send_error(
@@ -79,13 +113,18 @@ class BodyGuard:
         rejected = False
         started = False
         body_done = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline
 
         async def limited_receive() -> Message:
             nonlocal seen, rejected, body_done
             if body_done or rejected:
                 return await receive()  # e.g. waiting for a disconnect while streaming: no timeout
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                wait = min(self.read_timeout, deadline - loop.time())
+                if wait <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), wait)
             except TimeoutError:
                 rejected = True
                 if not started:

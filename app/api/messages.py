@@ -116,7 +116,10 @@ async def send_message(
         return JSONResponse(RunOut.of(handle.run).model_dump(mode="json"), status_code=202, headers=headers)
     if wants_stream:
         return sse_response(handle.run.run_id, handle.events(), headers=headers, ping_seconds=15)
-    return JSONResponse(turn_json(await handle.result()), headers=headers)
+    result = await handle.result()
+    if result.run_id != handle.run.run_id:  # the replayed run was lost: the turn ran again
+        headers = run_headers(thread_id, result.run_id)
+    return JSONResponse(turn_json(result), headers=headers)
 
 
 @router.get("/{thread_id}/messages", response_model=MessagePage, responses=ERRORS)

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.api.deps import OwnerDep, ResourcesDep
+from app.api.deps import OwnerDep, ResourcesDep, current_owner
 from app.api.schemas import ErrorBody
-from app.errors import Forbidden
+from app.errors import Forbidden, Unauthorized
 from app.memory.pool import record_pool_stats
 from app.memory.stats import collect_stats
+from app.settings import AuthMode
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", include_in_schema=False)
+async def metrics_access(request: Request, resources: ResourcesDep) -> None:
+    """Who may scrape /metrics: anyone presenting METRICS_TOKEN as a bearer token; without it,
+    anyone in AUTH_MODE=none (local use), else an authenticated admin owner (ADMIN_OWNERS).
+    Metrics name routes, tools and error rates: not for whoever can reach the port."""
+    auth = resources.settings.auth
+    token = auth.metrics_token.get_secret_value() if auth.metrics_token is not None else None
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if (
+        token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.strip().encode(), token.encode())
+    ):
+        return
+    if token is None and auth.mode is AuthMode.NONE:
+        return
+    if auth.mode is AuthMode.NONE:
+        raise Unauthorized("Send METRICS_TOKEN as 'Authorization: Bearer <token>'.")
+    if not auth.is_admin(await current_owner(request, resources)):
+        raise Forbidden("Only METRICS_TOKEN or an admin owner (ADMIN_OWNERS) may read /metrics.")
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_access)])
 async def metrics(resources: ResourcesDep) -> Response:
     """Prometheus exposition (all worker processes in multiprocess mode)."""
     record_pool_stats(resources.database.pool, resources.metrics)

@@ -9,13 +9,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.agent.messages import stored_to_json
 from app.api.deps import THREAD_ID_PATTERN
+from app.errors import InvalidInput
 from app.services.run_model import Run, RunStatus, TurnResult
+from app.services.storable import check_servable_json, clip_json, unstorable_reason
 from app.settings import MultitaskStrategy
 
 
-def _no_nul(value: str | None) -> str | None:
-    if value is not None and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _storable(value: str | None) -> str | None:
+    reason = None if value is None else unstorable_reason(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+def servable_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """For a run's metadata (stored on the run and listed with it): what cannot be stored or
+    served back is refused before the run exists."""
+    try:
+        check_servable_json(value, where="metadata")
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
     return value
 
 
@@ -51,7 +64,7 @@ class ThreadCreate(BaseModel):
         description="Delete the thread after this long without activity (default: THREAD_TTL_SECONDS).",
     )
 
-    _check_title = field_validator("title")(_no_nul)
+    _check_title = field_validator("title")(_storable)
 
 
 class ThreadPatch(BaseModel):
@@ -68,7 +81,7 @@ class ThreadPatch(BaseModel):
         default=None, ge=60, le=10 * 365 * 86400, description="`null` returns to the default TTL."
     )
 
-    _check_title = field_validator("title")(_no_nul)
+    _check_title = field_validator("title")(_storable)
 
 
 class ThreadOut(BaseModel):
@@ -100,7 +113,7 @@ class MessageIn(BaseModel):
     role: Literal["user", "assistant", "system"] = "user"
     content: str
 
-    _check_content = field_validator("content")(_no_nul)
+    _check_content = field_validator("content")(_storable)
 
 
 class TurnIn(BaseModel):
@@ -135,7 +148,8 @@ class TurnIn(BaseModel):
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Stored on the run.")
 
-    _check_content = field_validator("content", "checkpoint_id")(_no_nul)
+    _check_content = field_validator("content", "checkpoint_id")(_storable)
+    _check_metadata = field_validator("metadata")(servable_metadata)
 
 
 class ToolCallOut(BaseModel):
@@ -223,7 +237,7 @@ class RunOut(BaseModel):
             status=run.status,
             created_at=run.created_at,
             updated_at=run.updated_at,
-            metadata=run.metadata,
+            metadata=clip_json(run.metadata),
             multitask_strategy=run.multitask_strategy,
             error=RunErrorOut(code=run.error.code, message=run.error.message) if run.error else None,
             checkpoint_id=run.checkpoint_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -14,7 +13,7 @@ from app.api.deps import DefaultTtlDep, LimitsDep, OwnerDep, ThreadIdDep, Thread
 from app.api.schemas import ErrorBody, ThreadCreate, ThreadList, ThreadOut, ThreadPatch
 from app.errors import InvalidInput
 from app.memory.threads import ThreadRecord
-from app.settings import LimitSettings
+from app.services.storable import check_metadata, clip_json
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -31,7 +30,7 @@ def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
     return ThreadOut(
         thread_id=record.thread_id,
         title=record.title,
-        metadata=record.metadata,
+        metadata=clip_json(record.metadata),
         status="busy" if record.busy_at(datetime.now(UTC)) else "idle",
         message_count=record.message_count,
         turn_count=record.turn_count,
@@ -45,16 +44,6 @@ def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
     )
 
 
-def _check_metadata(metadata: dict[str, object] | None, limits: LimitSettings) -> None:
-    if metadata is None:
-        return
-    encoded = json.dumps(metadata, ensure_ascii=False)
-    if len(encoded.encode()) > limits.max_metadata_bytes:
-        raise InvalidInput(f"metadata is larger than MAX_METADATA_BYTES ({limits.max_metadata_bytes} bytes).")
-    if "\\u0000" in encoded:
-        raise InvalidInput("metadata must not contain NUL characters.")
-
-
 @router.post(
     "",
     status_code=201,
@@ -65,7 +54,7 @@ async def create_thread(
     body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, default_ttl: DefaultTtlDep
 ) -> ThreadOut:
     """Create a thread. Threads are also created implicitly by their first message."""
-    _check_metadata(body.metadata, limits)
+    check_metadata(body.metadata, limits)
     thread_id = body.thread_id or str(uuid.uuid4())
     record = await threads.create(
         owner, thread_id, title=body.title, metadata=body.metadata, ttl_seconds=body.ttl_seconds
@@ -114,7 +103,7 @@ async def update_thread(
     default_ttl: DefaultTtlDep,
 ) -> ThreadOut:
     """Rename a thread, merge keys into its metadata, and/or set its TTL."""
-    _check_metadata(body.metadata, limits)
+    check_metadata(body.metadata, limits)
     record = await threads.update(
         owner,
         thread_id,

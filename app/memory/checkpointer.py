@@ -48,6 +48,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.lru import Lru
 from app.observability.metrics import Metrics, timed_checkpoint_write
+from app.settings import DEFAULT_CACHE_BYTES
 
 # Run-config key naming the checkpoint the thread's registry records as its head (None: the
 # thread has no completed turn). With it, "the latest checkpoint" means that one.
@@ -95,13 +96,20 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         *,
         metrics: Metrics | None = None,
         cache_size: int = 2048,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         if not isinstance(pool, AsyncConnectionPool):
             raise TypeError("PooledPostgresSaver needs an AsyncConnectionPool")
         super().__init__(pool)
         self._pool: AsyncConnectionPool[Any] = pool
         self._metrics = metrics
-        self._written: Lru[_Key, CheckpointTuple] = Lru(cache_size)
+        # Bounded by bytes too (CACHE_MAX_BYTES): a checkpoint holds its turn's messages.
+        self._written: Lru[_Key, CheckpointTuple] = Lru(cache_size, max_bytes=cache_bytes)
+
+    @property
+    def cache_bytes(self) -> int:
+        """The estimated size of the checkpoints kept in memory (at most CACHE_MAX_BYTES)."""
+        return self._written.bytes
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         configurable = config["configurable"]

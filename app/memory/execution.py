@@ -37,6 +37,7 @@ class Claim:
     busy_until: datetime | None = None  # another run holds the lease (or runs are queued)
     exists: bool = True  # False: no such thread yet
     holder_started_at: datetime | None = None  # when the run holding the lease started
+    bound_to: str | None = None  # set when the thread runs on another graph
 
 
 _MESSAGE_COLUMNS = (
@@ -70,8 +71,10 @@ class ExecutionStore:
             await cur.execute(
                 "WITH claimed AS ("
                 "  UPDATE lma_threads SET lease_run_id = %(run_id)s,"
-                "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)"
+                "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s),"
+                "    graph_id = coalesce(graph_id, %(graph)s)"
                 "  WHERE owner = %(owner)s AND thread_id = %(thread_id)s"
+                "    AND coalesce(graph_id, %(graph)s) = %(graph)s"
                 f"    AND {lease_free()}"
                 "    AND NOT EXISTS (SELECT 1 FROM lma_runs p"
                 "      WHERE p.thread_key = lma_threads.thread_key AND p.status = 'pending')"
@@ -98,7 +101,7 @@ class ExecutionStore:
                 "SELECT t.lease_expires_at, r.run_id IS NOT NULL,"
                 "  EXISTS (SELECT 1 FROM lma_runs p"
                 "    WHERE p.thread_key = t.thread_key AND p.status = 'pending'),"
-                "  (SELECT h.started_at FROM lma_runs h WHERE h.run_id = t.lease_run_id)"
+                "  (SELECT h.started_at FROM lma_runs h WHERE h.run_id = t.lease_run_id), t.graph_id"
                 " FROM lma_threads t LEFT JOIN lma_runs r"
                 "   ON r.thread_key = t.thread_key AND r.idempotency_key = %s"
                 " WHERE t.owner = %s AND t.thread_id = %s",
@@ -107,9 +110,12 @@ class ExecutionStore:
             row = await state.fetchone()
         if row is None:
             return Claim(thread=None, exists=False)
-        lease_expires_at, key_used, queued, holder_started_at = row
+        lease_expires_at, key_used, queued, holder_started_at, graph_id = row
         if key_used and run.idempotency_key is not None:
             return Claim(thread=None, key_used=True)
+        if graph_id is not None and graph_id != run.graph:
+            assert isinstance(graph_id, str)
+            return Claim(thread=None, bound_to=graph_id)
         assert lease_expires_at is None or isinstance(lease_expires_at, datetime)
         assert holder_started_at is None or isinstance(holder_started_at, datetime)
         return Claim(
@@ -127,16 +133,18 @@ class ExecutionStore:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
             await cur.execute(
                 "WITH next AS ("
-                "  SELECT r.run_id, r.thread_key FROM lma_runs r"
+                "  SELECT r.run_id, r.thread_key, r.input->>'graph' AS graph FROM lma_runs r"
                 "  JOIN lma_threads t ON t.thread_key = r.thread_key"
                 "  WHERE r.status = 'pending' AND (%(thread)s::uuid IS NULL OR r.thread_key = %(thread)s)"
+                "    AND (r.not_before IS NULL OR r.not_before <= clock_timestamp())"
                 f"    AND {lease_free('t')}"
                 "    AND NOT EXISTS (SELECT 1 FROM lma_runs o WHERE o.thread_key = r.thread_key"
                 "      AND o.status = 'pending' AND (o.created_at, o.run_id) < (r.created_at, r.run_id))"
                 "  ORDER BY r.created_at LIMIT %(limit)s FOR UPDATE OF r, t SKIP LOCKED"
                 "), leased AS ("
                 "  UPDATE lma_threads t SET lease_run_id = next.run_id,"
-                "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)"
+                "    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s),"
+                "    graph_id = coalesce(t.graph_id, next.graph)"
                 f"  FROM next WHERE t.thread_key = next.thread_key RETURNING {_T_COLUMNS}"
                 "), started AS ("
                 "  UPDATE lma_runs r SET status = 'running', started_at = now(), heartbeat_at = now(),"

@@ -28,6 +28,8 @@ from app.memory.run_events import CHANNEL, CLOSE_LOG_SQL
 from app.memory.threads import ThreadRecord
 
 ACTIVE = ("pending", "running")
+# A fork from before the thread's first turn: a new branch that starts empty.
+FROM_START = "~start"
 
 
 @dataclass(frozen=True)
@@ -82,23 +84,27 @@ class NewRun:
 
     run_id: uuid.UUID
     assistant_id: str
+    graph: str  # the served graph's name; a thread's first run binds the thread to it
     metadata: dict[str, Any]
     multitask_strategy: str
     idempotency_key: str | None
     request_hash: str
     input: dict[str, Any]
     checkpoint_id: str | None
+    after_seconds: float | None = None  # a scheduled run: it starts no earlier than this
 
     def params(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "assistant": self.assistant_id,
+            "graph": self.graph,
             "run_metadata": Jsonb(self.metadata),
             "strategy": self.multitask_strategy,
             "key": self.idempotency_key,
             "hash": self.request_hash,
             "input": Jsonb(self.input),
             "from_checkpoint": self.checkpoint_id,
+            "after": self.after_seconds,
         }
 
 
@@ -234,6 +240,8 @@ class RunStore:
             return TurnStart(
                 checkpoint_id=thread.head_checkpoint_id, branch=thread.branch, seq=thread.message_count
             )
+        if checkpoint_id == FROM_START:
+            return TurnStart(checkpoint_id=None, branch=thread.branch, seq=0, fork=True)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT branch, message_count FROM lma_runs"
@@ -255,9 +263,10 @@ class RunStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO lma_runs (run_id, thread_key, idempotency_key, request_hash, status,"
-                "  assistant_id, metadata, multitask_strategy, input)"
+                "  assistant_id, metadata, multitask_strategy, input, not_before)"
                 " SELECT %(run_id)s, t.thread_key, %(key)s, %(hash)s, 'pending', %(assistant)s,"
-                "  %(run_metadata)s, %(strategy)s, %(input)s"
+                "  %(run_metadata)s, %(strategy)s, %(input)s,"
+                "  clock_timestamp() + make_interval(secs => %(after)s::float8)"
                 " FROM lma_threads t WHERE t.owner = %(owner)s AND t.thread_id = %(thread_id)s"
                 " ON CONFLICT (thread_key, idempotency_key) DO NOTHING RETURNING run_id",
                 {**run.params(), "owner": owner, "thread_id": thread_id},

@@ -144,6 +144,8 @@ MIGRATIONS: list[list[LiteralString]] = [
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS start_seq integer",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS error_message text",
+        # A scheduled run (the protocol's after_seconds) starts no earlier than this.
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS not_before timestamptz",
         "ALTER TABLE lma_runs ALTER COLUMN started_at DROP NOT NULL",
         "ALTER TABLE lma_runs ALTER COLUMN started_at DROP DEFAULT",
         "UPDATE lma_runs SET created_at = coalesce(started_at, created_at),"
@@ -154,6 +156,8 @@ MIGRATIONS: list[list[LiteralString]] = [
         " WHERE m.thread_key = r.thread_key AND m.branch = r.branch AND m.run_id = r.run_id)"
         " WHERE r.status = 'success'",
         "ALTER TABLE lma_runs DROP COLUMN IF EXISTS response",
+        # The graph a thread's turns run on (NULL: not yet bound; its first run binds it).
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS graph_id text",
         "CREATE INDEX IF NOT EXISTS lma_runs_thread_created_idx ON lma_runs (thread_key, created_at DESC)",
         "CREATE INDEX IF NOT EXISTS lma_runs_pending_idx ON lma_runs (thread_key, created_at)"
         " WHERE status = 'pending'",
@@ -186,7 +190,25 @@ MIGRATIONS: list[list[LiteralString]] = [
     )
         """,
     ],
-    # 5: long-term memory (app/memory/longterm.py): LangGraph's `store` table as its own
+    # 5: emails are case-insensitive owners (app.settings.canonical_owner). A thread whose id
+    # the lower-case owner already uses (or another spelling would) keeps its rows under the id
+    # with a suffix from its old spelling, so nothing is lost and no two threads merge.
+    [
+        """
+        UPDATE lma_threads t
+        SET owner = lower(t.owner),
+            thread_id = CASE
+                WHEN EXISTS (
+                    SELECT 1 FROM lma_threads o
+                    WHERE lower(o.owner) = lower(t.owner) AND o.thread_id = t.thread_id
+                      AND o.owner <> t.owner
+                ) THEN left(t.thread_id, 119) || ':' || left(md5(t.owner), 8)
+                ELSE t.thread_id
+            END
+        WHERE t.owner LIKE '%@%' AND t.owner <> lower(t.owner)
+        """,
+    ],
+    # 6: long-term memory (app/memory/longterm.py): LangGraph's `store` table as its own
     # migrations leave it, so `AsyncPostgresStore` reads and writes it unchanged. The vectors
     # (pgvector, sized by the embedder) are made at start by app/memory/longterm_schema.py, so a
     # server without pgvector still starts with long-term memory off.

@@ -23,7 +23,7 @@ from app.memory.pool import Pool
 _COLUMNS = (
     "owner, thread_id, thread_key, title, metadata, created_at, updated_at, last_activity_at,"
     " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at,"
-    " ttl_seconds, compacted_at, branch, branch_count"
+    " ttl_seconds, compacted_at, branch, branch_count, graph_id"
 )
 
 
@@ -34,8 +34,21 @@ def lease_free(alias: str = "") -> str:
     return f"({t}lease_run_id IS NULL OR {t}lease_expires_at < clock_timestamp())"
 
 
+# What a thread search may be ordered by, and the column each means.
+SEARCH_ORDERS = {
+    "thread_id": "thread_id",
+    "created_at": "created_at",
+    "updated_at": "last_activity_at",
+}
+
 # The checkpointer's tables (langgraph-checkpoint-postgres schema), keyed by our thread_key.
 CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+# What a copied thread takes of them, beside its new thread_id.
+CHECKPOINT_COPY_COLUMNS = {
+    "checkpoints": "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata",
+    "checkpoint_blobs": "checkpoint_ns, channel, version, type, blob",
+    "checkpoint_writes": "checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path",
+}
 
 
 async def purge_checkpoints(conn: AsyncConnection[Any], thread_keys: list[str]) -> None:
@@ -63,6 +76,7 @@ class ThreadRecord:
     compacted_at: datetime | None
     branch: int  # the transcript branch the head is on
     branch_count: int
+    graph_id: str | None  # the graph its turns run on (None: none ran yet)
 
     def busy_at(self, now: datetime) -> bool:
         return (
@@ -135,6 +149,31 @@ class ThreadRegistry:
         cursor = (rows[-1].last_activity_at, rows[-1].thread_id) if more and rows else None
         return ThreadPage(threads=rows, next_cursor=cursor)
 
+    async def search(
+        self,
+        owner: str,
+        *,
+        metadata: dict[str, Any],
+        busy: bool | None,
+        limit: int,
+        offset: int,
+        order_by: str,
+        descending: bool,
+    ) -> list[ThreadRecord]:
+        """The owner's threads whose metadata contains `metadata`, busy or idle (None: both),
+        ordered by `order_by` (one of SEARCH_ORDERS)."""
+        column = SEARCH_ORDERS[order_by]
+        direction = "DESC" if descending else "ASC"
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(ThreadRecord))
+            await cur.execute(
+                f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %(owner)s AND metadata @> %(metadata)s"
+                f"  AND (%(busy)s::boolean IS NULL OR (NOT {lease_free()}) = %(busy)s)"
+                f" ORDER BY {column} {direction}, thread_id {direction} LIMIT %(limit)s OFFSET %(offset)s",
+                {"owner": owner, "metadata": Jsonb(metadata), "busy": busy, "limit": limit, "offset": offset},
+            )
+            return await cur.fetchall()
+
     async def update(
         self,
         owner: str,
@@ -167,6 +206,66 @@ class ThreadRegistry:
                 },
             )
             return await cur.fetchone()
+
+    async def copy(self, owner: str, thread_id: str, new_thread_id: str) -> ThreadRecord | None:
+        """A new thread with everything of this one (transcript on every branch, completed
+        runs, checkpoints), in one transaction; None if there is no such thread or it runs a
+        turn right now. The copy's runs get new ids (its transcript rows follow them)."""
+        new_key = uuid.uuid4()
+        params = {"owner": owner, "thread_id": thread_id, "new_id": new_thread_id, "new_key": new_key}
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT thread_key FROM lma_threads WHERE owner = %(owner)s AND thread_id = %(thread_id)s"
+                f" AND {lease_free()} FOR SHARE",
+                params,
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            params["key"] = row[0]
+            params["key_text"] = str(row[0])
+            params["new_text"] = str(new_key)
+            inserted = conn.cursor(row_factory=class_row(ThreadRecord))
+            await inserted.execute(
+                "INSERT INTO lma_threads (owner, thread_id, thread_key, title, metadata, message_count,"
+                "  turn_count, head_checkpoint_id, ttl_seconds, branch, branch_count, graph_id)"
+                " SELECT owner, %(new_id)s, %(new_key)s, title, metadata, message_count, turn_count,"
+                "  head_checkpoint_id, ttl_seconds, branch, branch_count, graph_id"
+                " FROM lma_threads WHERE thread_key = %(key)s"
+                f" ON CONFLICT (owner, thread_id) DO NOTHING RETURNING {_COLUMNS}",
+                params,
+            )
+            record = await inserted.fetchone()
+            if record is None:
+                return None  # the new id is taken (a collision of random ids: the caller retries)
+            # One statement: the new run ids are drawn once and used by both inserts.
+            await conn.execute(
+                "WITH ids AS MATERIALIZED ("
+                "  SELECT run_id AS old_id, gen_random_uuid() AS new_id FROM lma_runs"
+                "  WHERE thread_key = %(key)s AND status = 'success'"
+                "), runs AS ("
+                "  INSERT INTO lma_runs (run_id, thread_key, status, parent_checkpoint_id, checkpoint_id,"
+                "    message_count, error_code, started_at, finished_at, branch, assistant_id, metadata,"
+                "    multitask_strategy, created_at, updated_at, start_seq)"
+                "  SELECT ids.new_id, %(new_key)s, r.status, r.parent_checkpoint_id, r.checkpoint_id,"
+                "    r.message_count, r.error_code, r.started_at, r.finished_at, r.branch, r.assistant_id,"
+                "    r.metadata, r.multitask_strategy, r.created_at, r.updated_at, r.start_seq"
+                "  FROM lma_runs r JOIN ids ON ids.old_id = r.run_id"
+                ") INSERT INTO lma_messages (thread_key, branch, seq, message_id, run_id, role, content,"
+                "  name, tool_calls, tool_call_id, created_at)"
+                " SELECT %(new_key)s, x.branch, x.seq, x.message_id, coalesce(ids.new_id, x.run_id), x.role,"
+                "  x.content, x.name, x.tool_calls, x.tool_call_id, x.created_at"
+                " FROM lma_messages x LEFT JOIN ids ON ids.old_id = x.run_id"
+                " WHERE x.thread_key = %(key)s",
+                params,
+            )
+            for table, columns in CHECKPOINT_COPY_COLUMNS.items():
+                await conn.execute(
+                    f"INSERT INTO {table} (thread_id, {columns})"
+                    f" SELECT %(new_text)s, {columns} FROM {table} WHERE thread_id = %(key_text)s",
+                    params,
+                )
+            return record
 
     async def delete(self, owner: str, thread_id: str) -> bool:
         """Remove the thread with its runs, transcript, checkpoints, writes and blobs, atomically."""

@@ -73,6 +73,27 @@ class Transcript:
             )
             return await cur.fetchall()
 
+    async def ranges(self, wanted: list[tuple[uuid.UUID, int, int]]) -> list[list[StoredMessage]]:
+        """Several conversations in one round trip: for each (thread_key, branch, end_seq) the
+        rows of that branch before `end_seq`, in the order asked."""
+        if not wanted:
+            return []
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT w.n, m.seq, m.message_id, m.run_id, m.role, m.content, m.name, m.tool_calls,"
+                "  m.tool_call_id, m.created_at"
+                " FROM unnest(%s::uuid[], %s::int[], %s::int[]) WITH ORDINALITY AS w(k, b, e, n)"
+                " JOIN lma_messages m ON m.thread_key = w.k AND m.branch = w.b AND m.seq < w.e"
+                " ORDER BY w.n, m.seq",
+                ([w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted]),
+            )
+            rows = await cur.fetchall()
+        found: list[list[StoredMessage]] = [[] for _ in wanted]
+        for n, *fields in rows:
+            assert isinstance(n, int)
+            found[n - 1].append(StoredMessage(*fields))  # type: ignore[arg-type]
+        return found
+
     async def window(
         self, thread_key: uuid.UUID, *, branch: int, end_seq: int, limit: int
     ) -> list[StoredMessage]:

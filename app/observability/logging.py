@@ -42,15 +42,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str, *, json_lines: bool = True) -> None:
-    """Route every logger (ours, uvicorn's, libraries') through one JSON handler on stderr."""
+# Loggers whose debug lines never carry message content; every other library's may (openai and
+# httpx log request bodies and headers, sse_starlette the events it sends).
+_CONTENT_FREE = ("app", "uvicorn")
+
+
+class ThirdPartyDebugFilter(logging.Filter):
+    """Drops third-party records below INFO: with LOG_LEVEL=debug and LOG_CONTENT=false only our
+    own and uvicorn's debug lines are written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        return any(record.name == name or record.name.startswith(f"{name}.") for name in _CONTENT_FREE)
+
+
+def configure_logging(level: str, *, json_lines: bool = True, log_content: bool = False) -> None:
+    """Route every logger (ours, uvicorn's, libraries') through one JSON handler on stderr.
+    Libraries log below INFO only with `log_content` (their debug lines hold request bodies)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s %(message)s")
     )
+    if not log_content:
+        handler.addFilter(ThirdPartyDebugFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    # uvicorn's TRACE (5) has no name in `logging` until uvicorn registers it.
+    root.setLevel(5 if level.lower() == "trace" else level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -21,12 +21,14 @@ from app.memory.transcript import StoredMessage
 class RunStarted:
     run_id: str
     thread_id: str
+    input: tuple[StoredMessage, ...] = ()  # the turn's new messages, with the ids they are saved under
 
 
 @dataclass(frozen=True)
 class TokenDelta:
     message_id: str
     delta: str
+    node: str = "agent"  # the graph node whose model call streams it
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,20 @@ class ToolResult:
     tool_call_id: str
     name: str
     content: str
+    node: str = "tools"  # the graph node that ran the tool
 
 
 @dataclass(frozen=True)
 class MessageCompleted:
     message: StoredMessage
+    node: str = "agent"  # the graph node that made it
+
+
+@dataclass(frozen=True)
+class CustomData:
+    """What a graph's node wrote to the stream itself (`get_stream_writer()`), as JSON."""
+
+    data: Any
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,16 @@ class RunDone:
     new_messages: int
 
 
-TurnEvent = RunStarted | TokenDelta | ToolCallStarted | ToolResult | MessageCompleted | RunFailed | RunDone
+TurnEvent = (
+    RunStarted
+    | TokenDelta
+    | ToolCallStarted
+    | ToolResult
+    | MessageCompleted
+    | CustomData
+    | RunFailed
+    | RunDone
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,7 @@ KINDS: dict[type[Any], str] = {
     ToolCallStarted: "tool_call",
     ToolResult: "tool_result",
     MessageCompleted: "message",
+    CustomData: "custom",
     RunFailed: "error",
     RunDone: "done",
 }
@@ -111,7 +132,13 @@ def _message_from_json(body: dict[str, Any]) -> StoredMessage:
 def event_json(event: TurnEvent) -> dict[str, Any]:
     """The event's JSON payload (what the log stores and the SSE `data` carries)."""
     if isinstance(event, MessageCompleted):
-        return stored_to_json(event.message)
+        return {**stored_to_json(event.message), "node": event.node}
+    if isinstance(event, RunStarted):
+        return {
+            "run_id": event.run_id,
+            "thread_id": event.thread_id,
+            "input": [stored_to_json(m) for m in event.input],
+        }
     return asdict(event)
 
 
@@ -122,7 +149,13 @@ def event_kind(event: TurnEvent) -> str:
 def event_from_json(kind: str, data: dict[str, Any]) -> TurnEvent:
     """The inverse of (`event_kind`, `event_json`), for events read back from the log."""
     if kind == KINDS[MessageCompleted]:
-        return MessageCompleted(message=_message_from_json(data))
+        return MessageCompleted(message=_message_from_json(data), node=str(data.get("node", "agent")))
+    if kind == KINDS[RunStarted]:
+        return RunStarted(
+            run_id=data["run_id"],
+            thread_id=data["thread_id"],
+            input=tuple(_message_from_json(m) for m in data.get("input", [])),
+        )
     cls = _BY_KIND[kind]
     event: TurnEvent = cls(**data)
     return event

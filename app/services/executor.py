@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -21,9 +22,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Tool
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Overwrite
+from langgraph.types import Overwrite, StreamMode
 
-from app.agent.graph import HISTORY_KEY
+from app.agent.graph import AGENT_NODE, HISTORY_KEY, TOOLS_NODE
 from app.agent.memory_tools import OWNER_KEY
 from app.agent.messages import text_of, to_langchain, to_stored
 from app.errors import (
@@ -42,6 +43,7 @@ from app.memory.runs import RunStore, TurnStart
 from app.memory.threads import ThreadRecord
 from app.observability.metrics import Metrics, timed_checkpoint_write
 from app.services.events import (
+    CustomData,
     MessageCompleted,
     RunDone,
     RunFailed,
@@ -51,6 +53,7 @@ from app.services.events import (
     ToolResult,
     TurnEvent,
 )
+from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.history_cache import HistoryCache
 from app.services.live_run import LiveRun
 from app.services.run_model import TurnRequest, TurnResult
@@ -68,12 +71,16 @@ class Execution:
     run_id: uuid.UUID
     thread: ThreadRecord
     request: TurnRequest
+    graph: ServedGraph
     start: TurnStart | None  # None: found when the run starts (a queued run)
     live_events: bool  # token and step events as they happen (someone streams, or may join)
 
 
-def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[TurnEvent]:
-    """Tool-call, tool-result and complete-message events for new messages of a step."""
+def step_events(
+    run_id: uuid.UUID, messages: Sequence[BaseMessage], node: str | None = None
+) -> list[TurnEvent]:
+    """Tool-call, tool-result and complete-message events for new messages of a step (of the
+    node that made them; None: the built-in graph's names, by message type)."""
     events: list[TurnEvent] = []
     for message in messages:
         if isinstance(message, AIMessage):
@@ -86,7 +93,9 @@ def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[Turn
                         args=call["args"],
                     )
                 )
-            events.append(MessageCompleted(message=to_stored(message, seq=-1, run_id=run_id)))
+            events.append(
+                MessageCompleted(message=to_stored(message, seq=-1, run_id=run_id), node=node or AGENT_NODE)
+            )
         elif isinstance(message, ToolMessage):
             events.append(
                 ToolResult(
@@ -94,24 +103,39 @@ def step_events(run_id: uuid.UUID, messages: Sequence[BaseMessage]) -> list[Turn
                     tool_call_id=message.tool_call_id,
                     name=message.name or "",
                     content=text_of(message),
+                    node=node or TOOLS_NODE,
                 )
             )
     return events
 
 
-def _update_messages(payload: dict[str, Any]) -> list[BaseMessage]:
-    found: list[BaseMessage] = []
-    for update in payload.values():
+# What a watched run streams: tokens, steps, what nodes write with `get_stream_writer()`.
+LIVE_MODES: list[StreamMode] = ["messages", "updates", "custom", "checkpoints"]
+
+
+def _jsonable(value: Any) -> Any:
+    """A graph's custom stream data as JSON (anything else as its text)."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _update_events(run_id: uuid.UUID, payload: dict[str, Any]) -> list[TurnEvent]:
+    """The events of a graph "updates" chunk: each node's new messages."""
+    events: list[TurnEvent] = []
+    for node, update in payload.items():
         if isinstance(update, dict):
-            found.extend(m for m in update.get("messages", []) if isinstance(m, BaseMessage))
-    return found
+            messages = [m for m in update.get("messages", []) if isinstance(m, BaseMessage)]
+            events.extend(step_events(run_id, messages, str(node)))
+    return events
 
 
 class Executor:
     def __init__(
         self,
         *,
-        graph: Graph,
+        catalog: GraphCatalog,
         store: ExecutionStore,
         runs: RunStore,
         log: RunEventLog,
@@ -120,7 +144,7 @@ class Executor:
         metrics: Metrics | None,
         log_content: bool,
     ) -> None:
-        self._graph = graph
+        self.catalog = catalog
         self._store = store
         self._runs = runs
         self._log = log
@@ -154,7 +178,15 @@ class Executor:
         return True
 
     async def _execute(self, live: LiveRun, execution: Execution) -> None:
-        live.emit(RunStarted(run_id=str(execution.run_id), thread_id=execution.request.thread_id))
+        # The input's ids are given here, so the start event and the transcript agree on them.
+        inputs = [to_langchain(role, content) for role, content in execution.request.messages]
+        live.emit(
+            RunStarted(
+                run_id=str(execution.run_id),
+                thread_id=execution.request.thread_id,
+                input=tuple(to_stored(m, seq=-1, run_id=execution.run_id) for m in inputs),
+            )
+        )
         if execution.live_events:
             live.store_in_batches(self._log, self._settings.events_flush_ms / 1000)
         heartbeat = asyncio.create_task(self._heartbeat(live, execution))
@@ -163,7 +195,7 @@ class Executor:
             self._metrics.turns_started.inc()
         try:
             async with asyncio.timeout(self._settings.turn_timeout_seconds):
-                result = await self._run_graph(live, execution)
+                result = await self._run_graph(live, execution, inputs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded; none escapes
             error = self._classify(exc, live)
             # Recorded whatever happens next: a second cancel (a shutdown) waits for it, so the
@@ -186,6 +218,12 @@ class Executor:
             heartbeat.cancel()
             if not live.result.done():  # cancelled again while recording its failure
                 live.result.set_exception(ServiceUnavailable("The turn was interrupted; nothing was saved."))
+            if not live.ended:
+                # Whatever went wrong on the way, whoever follows it here sees it end.
+                failure = live.result.exception()
+                code = failure.code if isinstance(failure, ServiceError) else TurnFailed.code
+                live.publish(live.numbered([RunFailed(code=code, message="The turn did not complete.")]))
+                logger.error("run %s ended without its terminal event", execution.run_id, exc_info=failure)
             live.finish()
             self.live.pop(execution.run_id, None)
 
@@ -250,9 +288,8 @@ class Executor:
                 live.task.cancel()
                 return
 
-    async def _run_graph(self, live: LiveRun, execution: Execution) -> TurnResult:
+    async def _run_graph(self, live: LiveRun, execution: Execution, inputs: list[BaseMessage]) -> TurnResult:
         request = execution.request
-        inputs = [to_langchain(role, content) for role, content in request.messages]
         thread = execution.thread
         start = execution.start
         if start is None:
@@ -260,21 +297,27 @@ class Executor:
                 start = await self._runs.start_of(thread, request.checkpoint_id)
             except LookupError:
                 raise CheckpointNotFound(request.thread_id, request.checkpoint_id or "") from None
-        # The thread's memory is its transcript; the model gets the recent part of it before
-        # this turn's messages (the graph state holds one turn, so it stays small).
-        earlier = await self._history_cache.window(thread.thread_key, branch=start.branch, end_seq=start.seq)
+        served = execution.graph
+        # The built-in agent's memory is its transcript: the model gets the recent part of it
+        # before this turn's messages (its state holds one turn, so it stays small). A hosted
+        # graph keeps its whole state in its checkpoints, as with the stock saver.
+        earlier = (
+            await self._history_cache.window(thread.thread_key, branch=start.branch, end_seq=start.seq)
+            if served.builtin
+            else []
+        )
         staged = StagedCheckpoints()
         configurable: dict[str, Any] = {
             "thread_id": str(thread.thread_key),
             HISTORY_KEY: earlier,
             # The head we know completed is the thread's latest checkpoint, never the newest row,
             # which could be a partial one of a crashed run.
-            HEAD_KEY: thread.head_checkpoint_id,
+            HEAD_KEY: None if start.fork and start.checkpoint_id is None else thread.head_checkpoint_id,
             # The checkpoint is written by the commit below, with the transcript and the head.
             STAGE_KEY: staged,
             OWNER_KEY: request.owner,  # long-term memory is scoped to it (app/agent/memory_tools.py)
         }
-        if start.fork:
+        if start.fork and start.checkpoint_id is not None:
             configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
@@ -284,13 +327,19 @@ class Executor:
         }
         final: list[BaseMessage] = []
         checkpoint_id: str | None = None
-        stream: AsyncIterator[tuple[str, Any]] = self._graph.astream(  # type: ignore[assignment]
-            # Overwrite: the state starts empty each turn, with only this turn's input.
-            {"messages": Overwrite(inputs)},
+        graph = await served.compiled(config)
+        known: set[str | None] = set()
+        if not served.builtin:
+            # What the thread's state held before: the turn's messages are the others.
+            before = (await graph.aget_state(config)).values
+            known = {m.id for m in (before.get("messages", []) if isinstance(before, dict) else [])}
+        stream: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
+            # Overwrite (built-in): the state starts empty each turn, with only this turn's input.
+            {"messages": Overwrite(inputs) if served.builtin else inputs},
             config,
             # Token and step events only when someone may watch: without a "messages" consumer
             # the model is called without streaming, which costs less.
-            stream_mode=["messages", "updates", "checkpoints"] if execution.live_events else ["checkpoints"],
+            stream_mode=LIVE_MODES if execution.live_events else ["checkpoints"],
             durability="exit",
         )
         async for mode, payload in stream:
@@ -298,14 +347,20 @@ class Executor:
                 checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
                 final = payload["values"].get("messages", [])
             elif mode == "messages":
-                chunk = payload[0]
+                chunk, meta = payload
                 if isinstance(chunk, AIMessageChunk) and (delta := text_of(chunk)):
-                    live.emit(TokenDelta(message_id=chunk.id or "", delta=delta))
+                    node = (
+                        str(meta.get("langgraph_node", AGENT_NODE)) if isinstance(meta, dict) else AGENT_NODE
+                    )
+                    live.emit(TokenDelta(message_id=chunk.id or "", delta=delta, node=node))
             elif mode == "updates":
-                for event in step_events(execution.run_id, _update_messages(payload)):
+                for event in _update_events(execution.run_id, payload):
                     live.emit(event)
+            elif mode == "custom":
+                live.emit(CustomData(data=_jsonable(payload)))
         assert checkpoint_id is not None and checkpoint_id == staged.last_id
-        new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(final)]
+        turn = [m for m in final if m.id not in known] if known else final
+        new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(turn)]
         result = TurnResult(
             thread_id=request.thread_id,
             run_id=str(execution.run_id),
@@ -313,7 +368,7 @@ class Executor:
             messages=tuple(new),
         )
         # Without live events, the log gets the turn's steps now, from its messages.
-        steps = [] if execution.live_events else step_events(execution.run_id, final[len(inputs) :])
+        steps = [] if execution.live_events else step_events(execution.run_id, turn[len(inputs) :])
         done = RunDone(
             run_id=result.run_id,
             thread_id=result.thread_id,
@@ -339,13 +394,14 @@ class Executor:
                 raise RunCancelled("The run was cancelled; nothing was saved.")
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         live.publish(last)
-        self._history_cache.remember(
-            thread.thread_key,
-            branch=committed.branch,
-            end_seq=committed.message_count,
-            before=earlier,
-            turn=final,
-        )
+        if served.builtin:
+            self._history_cache.remember(
+                thread.thread_key,
+                branch=committed.branch,
+                end_seq=committed.message_count,
+                before=earlier,
+                turn=final,
+            )
         return result
 
     def _log_turn(

@@ -18,6 +18,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from app.agent.messages import stored_to_langchain
 from app.lru import Lru
 from app.memory.transcript import Transcript
+from app.settings import DEFAULT_CACHE_BYTES
 
 Key = tuple[uuid.UUID, int, int]
 
@@ -33,10 +34,18 @@ def trim_window(messages: Sequence[BaseMessage], limit: int) -> list[BaseMessage
 
 
 class HistoryCache:
-    def __init__(self, transcript: Transcript, *, limit: int, capacity: int = 2048) -> None:
+    def __init__(
+        self,
+        transcript: Transcript,
+        *,
+        limit: int,
+        capacity: int = 2048,
+        max_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        """`max_bytes`: CACHE_MAX_BYTES; windows of long messages weigh megabytes each."""
         self._transcript = transcript
         self._limit = limit
-        self._entries: Lru[Key, list[BaseMessage]] = Lru(capacity)
+        self._entries: Lru[Key, list[BaseMessage]] = Lru(capacity, max_bytes=max_bytes)
 
     async def window(self, thread_key: uuid.UUID, *, branch: int, end_seq: int) -> list[BaseMessage]:
         cached = self._entries.get((thread_key, branch, end_seq))

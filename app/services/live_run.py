@@ -58,6 +58,11 @@ class LiveRun:
     def emit(self, event: TurnEvent) -> None:
         self.publish(self.numbered([event]))
 
+    @property
+    def ended(self) -> bool:
+        """Its terminal event is published."""
+        return bool(self.events) and self.events[-1].terminal
+
     def finish(self) -> None:
         self._finished = True
         changed, self._changed = self._changed, asyncio.Event()

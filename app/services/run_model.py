@@ -42,10 +42,14 @@ class TurnRequest:
     background: bool = False
     stream: bool = False  # someone reads the events live: token and step events are produced
     assistant_id: str = BUILTIN_ASSISTANT_ID
+    after_seconds: float | None = None  # start no earlier than this (a scheduled, queued run)
 
     def stored_input(self) -> dict[str, Any]:
         """What a queued run needs to run later, in any process."""
         return {"messages": [list(m) for m in self.messages], "checkpoint_id": self.checkpoint_id}
+
+    def with_graph(self, graph: str) -> dict[str, Any]:
+        return {**self.stored_input(), "graph": graph}
 
     @staticmethod
     def messages_of(stored: dict[str, Any] | None) -> list[tuple[str, str]]:

@@ -61,6 +61,10 @@ class RunQueue:
                 await task
         await self._notifications.close()
 
+    def wake(self) -> None:
+        """Look at the queue now (a scheduled run's time has come)."""
+        self._notifications.queue_changed.set()
+
     async def start_queued(self, *, thread_key: uuid.UUID | None = None) -> list[uuid.UUID]:
         """Claim and launch startable queued runs (of one thread, or any); their ids."""
         started: list[uuid.UUID] = []
@@ -89,8 +93,11 @@ class RunQueue:
             assistant_id=record.assistant_id or BUILTIN_ASSISTANT_ID,
         )
         # Whoever waits for a queued run reads its log: its events are produced live.
+        served = self._executor.catalog.get(record.assistant_id or BUILTIN_ASSISTANT_ID)
         self._executor.launch(
-            Execution(run_id=run_id, thread=thread, request=request, start=None, live_events=True)
+            Execution(
+                run_id=run_id, thread=thread, request=request, graph=served, start=None, live_events=True
+            )
         )
 
     async def _dispatch_forever(self) -> None:

@@ -18,22 +18,27 @@ from datetime import UTC, datetime
 from app.agent.messages import request_fingerprint
 from app.errors import (
     CheckpointNotFound,
+    GraphMismatch,
     IdempotencyConflict,
     RunNotActive,
     RunNotFound,
+    RunStillActive,
+    ServiceError,
     ServiceUnavailable,
     ThreadBusy,
     ThreadNotFound,
+    WorkerLost,
     error_for,
 )
 from app.memory.execution import Claim, ExecutionStore
 from app.memory.history import CheckpointHistory
-from app.memory.runs import NewRun, RunQuery, RunRecord, RunStore
+from app.memory.runs import FROM_START, NewRun, RunQuery, RunRecord, RunStore
 from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.metrics import Metrics
 from app.services.events import RunEvent
 from app.services.executor import Execution, Executor
+from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.live_run import LiveRun
 from app.services.run_model import Run, TurnRequest, TurnResult
 from app.services.run_queue import RunQueue
@@ -51,6 +56,7 @@ class RunHandle:
     replayed: bool
     _service: RunService
     _live: LiveRun | None = None  # it executes in this process
+    _request: TurnRequest | None = None  # a replay's request: run again if its first run was lost
 
     def events(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
         if self._live is not None:
@@ -61,7 +67,14 @@ class RunHandle:
         if self._live is not None:
             # shield: the caller going away must not cancel the run itself.
             return await asyncio.shield(self._live.result)
-        return await self._service.result_of(uuid.UUID(self.run.run_id))
+        try:
+            return await self._service.result_of(uuid.UUID(self.run.run_id))
+        except ServiceError as error:
+            # A retry that joined a run whose process then turned out dead: the key is free
+            # now, so the retry runs the turn (as it would have, had it come a little later).
+            if self._request is None or error.code != WorkerLost.code:
+                raise
+        return await (await self._service.submit(self._request)).result()
 
 
 class RunService:
@@ -89,6 +102,12 @@ class RunService:
         self._transcript = transcript
         self._settings = settings
         self._metrics = metrics
+        self._detached: set[asyncio.Task[list[str]]] = set()
+
+    @property
+    def catalog(self) -> GraphCatalog:
+        """The graphs runs execute, each an assistant."""
+        return self._executor.catalog
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -96,20 +115,25 @@ class RunService:
         if self._executor.closing:
             raise ServiceUnavailable("The service is shutting down; retry on another instance.")
         strategy = request.multitask_strategy or self._settings.multitask_strategy
+        served = self.catalog.get(request.assistant_id)
         new = NewRun(
             run_id=uuid.uuid4(),
-            assistant_id=request.assistant_id,
+            assistant_id=served.assistant_id,
+            graph=served.name,
             metadata=request.metadata,
             multitask_strategy=strategy.value,
             idempotency_key=request.idempotency_key,
             request_hash=request_fingerprint(request.messages, request.checkpoint_id),
-            input=request.stored_input(),
+            input=request.with_graph(served.name),
             checkpoint_id=request.checkpoint_id,
+            after_seconds=request.after_seconds or None,
         )
         if request.checkpoint_id is not None:
             await self._check_checkpoint(request.owner, request.thread_id, request.checkpoint_id)
         if strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
             await self._clear_thread(request, rollback=strategy is MultitaskStrategy.ROLLBACK)
+        if new.after_seconds:
+            return await self._schedule(request, new)
         wait = self._settings.busy_wait_seconds if self._settings.busy_mode is BusyMode.WAIT else 0.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (wait if strategy is MultitaskStrategy.REJECT else 0.0)
@@ -119,7 +143,9 @@ class RunService:
                 request.owner, request.thread_id, new, lease_seconds=self._settings.lease_seconds
             )
             if claim.thread is not None:
-                return await self._run_here(request, new, claim)
+                return await self._run_here(request, new, claim, served)
+            if claim.bound_to is not None:
+                raise GraphMismatch(request.thread_id, claim.bound_to)
             if not claim.exists:  # a thread id never seen before: its first message creates it
                 await self._registry.ensure(request.owner, request.thread_id)
                 continue
@@ -144,7 +170,9 @@ class RunService:
     def _handle(self, record: RunRecord, *, replayed: bool = False) -> RunHandle:
         return RunHandle(run=Run.of(record), replayed=replayed, _service=self)
 
-    async def _run_here(self, request: TurnRequest, new: NewRun, claim: Claim) -> RunHandle:
+    async def _run_here(
+        self, request: TurnRequest, new: NewRun, claim: Claim, served: ServedGraph
+    ) -> RunHandle:
         assert claim.thread is not None
         try:
             start = await self._runs.start_of(claim.thread, request.checkpoint_id)
@@ -155,6 +183,7 @@ class RunService:
                 run_id=new.run_id,
                 thread=claim.thread,
                 request=request,
+                graph=served,
                 start=start,
                 live_events=request.stream or request.background,
             )
@@ -189,6 +218,18 @@ class RunService:
             raise ThreadNotFound(request.thread_id)
         return self._handle(record)
 
+    async def _schedule(self, request: TurnRequest, new: NewRun) -> RunHandle:
+        """A run that starts later: queued with its time; this process wakes its queue then
+        (the others look at least every few seconds)."""
+        assert new.after_seconds is not None
+        await self._registry.ensure(request.owner, request.thread_id)
+        while (queued := await self._enqueue(request, new)) is None:
+            replay = await self._replay(request, new)
+            if replay is not None:
+                return replay
+        asyncio.get_running_loop().call_later(new.after_seconds, self._queue.wake)
+        return queued
+
     async def _replay(self, request: TurnRequest, new: NewRun) -> RunHandle | None:
         """The run a retried idempotency key names; None if it was dead and has been reaped."""
         thread = await self._registry.get(request.owner, request.thread_id)
@@ -205,13 +246,13 @@ class RunService:
             return None
         if self._metrics is not None:
             self._metrics.idempotent_replays.inc()
-        return self._handle(record, replayed=True)
+        return RunHandle(run=Run.of(record), replayed=True, _service=self, _request=request)
 
     async def _check_checkpoint(self, owner: str, thread_id: str, checkpoint_id: str) -> None:
         thread = await self._registry.get(owner, thread_id)
         if thread is None:
             raise ThreadNotFound(thread_id)
-        if await self._history.get(thread.thread_key, checkpoint_id) is None:
+        if checkpoint_id != FROM_START and await self._history.get(thread.thread_key, checkpoint_id) is None:
             raise CheckpointNotFound(thread_id, checkpoint_id)
 
     async def _clear_thread(self, request: TurnRequest, *, rollback: bool) -> None:
@@ -327,6 +368,21 @@ class RunService:
             limit = self._settings.lease_seconds * 2 + 5
             await asyncio.gather(*(self._follower.finished(r, within=limit) for r in cancelled))
         return cancelled
+
+    async def delete(self, owner: str, thread_id: str, run_id: str) -> None:
+        """Remove a finished run and its events (an active one must be cancelled first)."""
+        record = await self.record(owner, thread_id, run_id)
+        if record.finished_at is None:
+            raise RunStillActive(run_id, record.status)
+        await self._runs.delete([record.run_id])
+
+    def cancel_soon(self, owner: str, run_id: str) -> None:
+        """Cancel a run from code that cannot wait (a stream whose client went away)."""
+        task = asyncio.create_task(
+            self.cancel_many(owner, run_ids=[run_id], thread_id=None, wait=False, rollback=False)
+        )
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from app.agent.messages import stored_to_json, to_stored
-from app.errors import CheckpointNotFound, ThreadExists, ThreadNotFound
+from app.errors import CheckpointNotFound, ThreadBusy, ThreadExists, ThreadNotFound
 from app.memory.history import CheckpointHistory, CheckpointRecord
+from app.memory.runs import RunRecord
 from app.memory.threads import ThreadPage, ThreadRecord, ThreadRegistry
 from app.memory.transcript import StoredMessage, Transcript
 from app.services.executor import Graph
@@ -53,6 +54,9 @@ class ThreadService:
             raise ThreadExists(thread_id)
         return record
 
+    async def find(self, owner: str, thread_id: str) -> ThreadRecord | None:
+        return await self._registry.get(owner, thread_id)
+
     async def get(self, owner: str, thread_id: str) -> ThreadRecord:
         record = await self._registry.get(owner, thread_id)
         if record is None:
@@ -86,6 +90,15 @@ class ThreadService:
             raise ThreadNotFound(thread_id)
         return record
 
+    async def copy(self, owner: str, thread_id: str, new_thread_id: str) -> ThreadRecord:
+        """A copy of the thread under a new id (409 while it runs a turn)."""
+        if await self._registry.get(owner, thread_id) is None:
+            raise ThreadNotFound(thread_id)
+        record = await self._registry.copy(owner, thread_id, new_thread_id)
+        if record is None:
+            raise ThreadBusy(thread_id, 1)
+        return record
+
     async def delete(self, owner: str, thread_id: str) -> None:
         if not await self._registry.delete(owner, thread_id):
             raise ThreadNotFound(thread_id)
@@ -104,6 +117,77 @@ class ThreadService:
         thread = await self.get(owner, thread_id)
         rows, cursor = await self._history.page(thread.thread_key, limit=limit, before=before)
         return thread, rows, cursor
+
+    async def search(
+        self,
+        owner: str,
+        *,
+        metadata: dict[str, Any],
+        busy: bool | None,
+        limit: int,
+        offset: int,
+        order_by: str,
+        descending: bool,
+    ) -> list[tuple[ThreadRecord, list[StoredMessage]]]:
+        """Threads matching a metadata filter, each with its whole conversation at its head,
+        all read in two round trips whatever the page size."""
+        records = await self._registry.search(
+            owner,
+            metadata=metadata,
+            busy=busy,
+            limit=limit,
+            offset=offset,
+            order_by=order_by,
+            descending=descending,
+        )
+        conversations = await self._transcript.ranges(
+            [(r.thread_key, r.branch, r.message_count) for r in records]
+        )
+        return list(zip(records, conversations, strict=True))
+
+    async def conversation(self, thread: ThreadRecord) -> list[StoredMessage]:
+        """The whole conversation at the thread's head: one range of transcript rows."""
+        return await self._transcript.upto(
+            thread.thread_key, branch=thread.branch, end_seq=thread.message_count
+        )
+
+    async def checkpoint_state(
+        self, thread: ThreadRecord, checkpoint_id: str
+    ) -> tuple[CheckpointRecord, list[StoredMessage]]:
+        """A checkpoint of the thread and the whole conversation at it (one range of rows)."""
+        record = await self._history.get(thread.thread_key, checkpoint_id)
+        if record is None:
+            raise CheckpointNotFound(thread.thread_id, checkpoint_id)
+        if record.branch is None or record.message_count is None:
+            return record, []  # a checkpoint no run of this service wrote
+        rows = await self._transcript.upto(
+            thread.thread_key, branch=record.branch, end_seq=record.message_count
+        )
+        return record, rows
+
+    async def before_run(self, run: RunRecord) -> list[StoredMessage]:
+        """The conversation a run started from: rows before its first one (a finished run), or
+        the conversation at the checkpoint it starts from (a running one)."""
+        if run.start_seq is not None:
+            return await self._transcript.upto(run.thread_key, branch=run.branch, end_seq=run.start_seq)
+        if run.parent_checkpoint_id is None:
+            return []
+        record = await self._history.get(run.thread_key, run.parent_checkpoint_id)
+        if record is None or record.branch is None or record.message_count is None:
+            return []
+        return await self._transcript.upto(run.thread_key, branch=record.branch, end_seq=record.message_count)
+
+    async def history_states(
+        self, owner: str, thread_id: str, *, limit: int, before: str | None
+    ) -> tuple[ThreadRecord, list[tuple[CheckpointRecord, list[StoredMessage]]]]:
+        """The thread's checkpoints, newest first, each with the conversation at it."""
+        thread, rows, _ = await self.history(owner, thread_id, limit=limit, before=before)
+        known = [r for r in rows if r.branch is not None and r.message_count is not None]
+        conversations = await self._transcript.ranges(
+            [(thread.thread_key, r.branch or 0, r.message_count or 0) for r in known]
+        )
+        by_id = {r.checkpoint_id: c for r, c in zip(known, conversations, strict=True)}
+        return thread, [(r, by_id.get(r.checkpoint_id, [])) for r in rows]
 
     async def state(self, owner: str, thread_id: str, checkpoint_id: str | None) -> StateView:
         """The full conversation at a checkpoint (default: the thread's head): its branch of the

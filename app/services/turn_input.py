@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.errors import InvalidInput
+from app.services.storable import check_text
 from app.settings import LimitSettings
 
 
@@ -19,8 +20,7 @@ def check_turn_messages(messages: Sequence[tuple[str, str]], limits: LimitSettin
     for _, content in messages:
         if not content.strip():
             raise InvalidInput("Message content must not be empty.")
-        if "\x00" in content:
-            raise InvalidInput("Message content must not contain NUL characters.")
+        check_text(content, where="Message content")
         if len(content) > limits.max_content_chars:
             raise InvalidInput(
                 f"Message content is longer than MAX_CONTENT_CHARS ({limits.max_content_chars})."

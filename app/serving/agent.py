@@ -38,7 +38,7 @@ from app.serving.responses import (
     stream_events,
 )
 from app.serving.runtime import BackgroundResources
-from app.settings import Settings
+from app.settings import Settings, canonical_owner
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +117,8 @@ class MemoryResponsesAgent(ResponsesAgent):
 
     def _owner(self, settings: Settings, request: ResponsesRequest) -> str:
         if settings.serving.trust_request_user and (user := request_user(request)):
-            return user
-        return settings.serving.owner or settings.auth.local_owner
+            return canonical_owner(user)
+        return canonical_owner(settings.serving.owner or settings.auth.local_owner)
 
     def _plan(
         self, runtime: BackgroundResources, request: ResponsesAgentRequest, *, stream: bool

@@ -35,6 +35,7 @@ from app.services.events import (
     ToolResult,
 )
 from app.services.run_model import TurnResult
+from app.services.storable import check_text
 from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
 
@@ -133,10 +134,13 @@ def resolve_thread_id(request: ResponsesRequest) -> tuple[str, bool]:
 
 def request_user(request: ResponsesRequest) -> str | None:
     """The caller the request names (`context.user_id`, else `custom_inputs.user`), unverified."""
-    if request.context is not None and request.context.user_id:
-        return request.context.user_id
-    user = (request.custom_inputs or {}).get("user")
-    return user if isinstance(user, str) and user else None
+    user = request.context.user_id if request.context is not None else None
+    if not user:
+        named = (request.custom_inputs or {}).get("user")
+        user = named if isinstance(named, str) and named else None
+    if user is not None:
+        check_text(user, where="the request's user")  # it becomes the owner of stored rows
+    return user
 
 
 def _text(item: ResponsesItem, index: int) -> str:

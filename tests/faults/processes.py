@@ -53,8 +53,12 @@ class ServiceProcess:
         )
 
     def log_tail(self) -> str:
+        return self.log()[-4000:]
+
+    def log(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
         self._log.seek(0)
-        return self._log.read()[-4000:].decode(errors="replace")
+        return self._log.read().decode(errors="replace")
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         assert self.process is not None
@@ -91,3 +95,18 @@ def running_service(database_url: str, *args: str, **env: str) -> Iterator[Servi
         yield service
     finally:
         service.stop()
+
+
+def run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """One console-script command to its end (bounded), without the caller's DATABASE_URL; a
+    `serve` that does start would listen on a free loopback port until the timeout."""
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment.update({"HOST": "127.0.0.1", "PORT": str(free_port()), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

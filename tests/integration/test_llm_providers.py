@@ -163,8 +163,8 @@ async def test_failing_and_hanging_tools_become_results_the_model_reads(database
                 answers.append((await handle.result()).messages[-1].content)
     assert server.violations == []
     assert answers == [
-        "The lookup failed: tool failed: ConnectionError: threat table unreachable",
-        "The lookup failed: tool failed: get_cyber_threat_info did not return within 0.2 s",
+        "The lookup failed: get_cyber_threat_info failed: the tool raised ConnectionError",
+        "The lookup failed: get_cyber_threat_info failed: it did not return within 0.2 s",
     ]
 
 

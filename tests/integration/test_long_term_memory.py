@@ -14,7 +14,7 @@ import pytest
 from app.errors import MemoryNotFound
 from app.lifespan import open_resources
 from app.memory.longterm_schema import LongTermMemoryUnavailable
-from tests.conftest import fresh_database, make_settings, running_app, unique
+from tests.conftest import make_settings, running_app, scratch_database, unique
 
 MEMORY_ON = {"enabled": True}
 
@@ -29,7 +29,12 @@ async def answer(client: httpx.AsyncClient, content: str, headers: dict[str, str
 
 
 def _api_keys() -> dict[str, str]:
-    return {"mode": "api_key", "api_keys": "key-a:alice@example.com,key-b:bob"}
+    # Alice is an admin only so that she may read /metrics.
+    return {
+        "mode": "api_key",
+        "api_keys": "key-a:alice@example.com,key-b:bob",
+        "admin_owners": ["alice@example.com"],
+    }
 
 
 async def test_what_one_thread_learns_another_thread_of_the_same_owner_uses(vector_database_url: str) -> None:
@@ -159,7 +164,7 @@ async def test_item_and_default_ttls_are_swept_by_the_sweeper(vector_database_ur
 async def test_a_least_privilege_start_needs_init_db_to_have_made_the_vector_index(
     vector_admin_url: str,
 ) -> None:
-    with fresh_database(vector_admin_url) as url:
+    with scratch_database(vector_admin_url) as url:
         async with running_app(make_settings(url, memory={"enabled": False})):
             pass  # the service's own tables, made by a start with long-term memory off
         least = make_settings(url, memory=MEMORY_ON, database={"migrate": False})

@@ -176,8 +176,6 @@ async def test_a_killed_process_loses_its_run_and_a_retry_with_the_same_key_runs
                     survivor.base_url, f"/threads/{thread_id}/runs/{run['run_id']}/stream"
                 )
                 assert frames[-1][0] == "error" and frames[-1][2]["code"] == "worker_lost"
-                metrics = (await client.get(f"{survivor.base_url}/metrics")).text
-                assert "lma_runs_lost_total 1.0" in metrics or "lma_runs_lost_total 2.0" in metrics
                 # The retry with the same key runs (it is not a 409 and not a replay).
                 retry = await client.post(
                     f"{survivor.base_url}/threads/{keyed_thread}/messages",

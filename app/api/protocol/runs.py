@@ -1,0 +1,271 @@
+"""The Agent Protocol's run routes (`runs.create/stream/wait`, on a thread or thread-less, and
+`get/list/join/join_stream/cancel/delete`), mapped onto the one run engine: a protocol run is a
+native run, with the same lease, queue, idempotency, event log and cancel."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, RunsDep, ThreadsDep
+from app.api.protocol.shapes import RunCreate, new_thread_id, run_json
+from app.api.protocol.stream import ProtocolStream
+from app.api.protocol.threads import thread_values
+from app.api.protocol.turn_states import fork_point
+from app.api.schemas import RunCancelMany
+from app.errors import InvalidInput, ThreadNotFound
+from app.services.run_model import RunQuery, RunStatus, TurnRequest
+from app.services.runs import RunHandle, RunService
+from app.services.threads import ThreadService
+from app.services.turn_input import check_turn_messages
+from app.settings import LimitSettings
+from app.streaming import Frame, frames_response, last_event_id
+
+ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
+PING_SECONDS = 15
+
+
+def _paths(prefix: str, thread_id: str, run_id: str) -> tuple[str, str]:
+    run = f"{prefix}/threads/{thread_id}/runs/{run_id}"
+    return run, f"{run}/stream"
+
+
+async def _submit(
+    thread_id: str | None,
+    body: RunCreate,
+    owner: str,
+    runs: RunService,
+    threads: ThreadService,
+    limits: LimitSettings,
+    *,
+    background: bool,
+    stream: bool,
+) -> tuple[str, RunHandle, list[Any]]:
+    """Start the run; its thread id, handle, and the conversation it starts from."""
+    served = runs.catalog.get(body.assistant_id)
+    body.modes()
+    fork = body.fork_from()
+    prior: list[Any] = []
+    messages: list[tuple[str, str]] = []
+    if thread_id is None:
+        thread_id = new_thread_id()
+    else:
+        record = await threads.find(owner, thread_id)
+        if record is None and body.if_not_exists == "reject":
+            raise ThreadNotFound(thread_id)
+        if record is not None and fork is not None:
+            # A client's fork point (a turn's input state) is a checkpoint and maybe a question.
+            fork, messages = await fork_point(threads, record, fork)
+        if record is not None and stream:
+            prior = await threads.conversation(record)
+    if body.input is not None or not messages:
+        messages = body.messages()
+    check_turn_messages(messages, limits)
+    handle = await runs.submit(
+        TurnRequest(
+            owner=owner,
+            thread_id=thread_id,
+            messages=messages,
+            checkpoint_id=fork,
+            metadata=body.metadata,
+            multitask_strategy=body.multitask_strategy,
+            background=background,
+            stream=stream,
+            assistant_id=served.assistant_id,
+            after_seconds=body.after_seconds,
+        )
+    )
+    return thread_id, handle, prior
+
+
+def _until_end(frames: AsyncIterator[Frame], on_disconnect: Any | None) -> AsyncIterator[Frame]:
+    async def guarded() -> AsyncIterator[Frame]:
+        ended = False
+        try:
+            async for frame in frames:
+                ended = ended or frame.event in ("end", "error")
+                yield frame
+        finally:
+            if not ended and on_disconnect is not None:
+                on_disconnect()
+
+    return guarded()
+
+
+def _stream_response(
+    prefix: str,
+    thread_id: str,
+    handle: RunHandle,
+    body: RunCreate,
+    prior: list[Any],
+    owner: str,
+    runs: RunService,
+) -> Response:
+    run_id = handle.run.run_id
+    renderer = ProtocolStream(run_id=run_id, thread_id=thread_id, modes=body.modes(), prior=prior)
+    frames = renderer.frames(handle.events(), resumed=False)
+    cancel = (lambda: runs.cancel_soon(owner, run_id)) if body.on_disconnect == "cancel" else None
+    run_path, stream_path = _paths(prefix, thread_id, run_id)
+    headers = {"Content-Location": run_path, "Location": stream_path}
+    return frames_response(_until_end(frames, cancel), headers=headers, ping_seconds=PING_SECONDS)
+
+
+def build_router(prefix: str) -> APIRouter:
+    """The run routes under `prefix` (their Location headers name it)."""
+    routes = APIRouter()
+
+    @routes.post("/threads/{thread_id}/runs")
+    @routes.post("/runs", include_in_schema=False)
+    async def create_run(
+        body: RunCreate,
+        owner: OwnerDep,
+        runs: RunsDep,
+        threads: ThreadsDep,
+        limits: LimitsDep,
+        thread_id: ThreadId | None = None,
+    ) -> JSONResponse:
+        """Start a run in the background; answers the run at once."""
+        tid, handle, _ = await _submit(
+            thread_id, body, owner, runs, threads, limits, background=True, stream=False
+        )
+        run_path, stream_path = _paths(prefix, tid, handle.run.run_id)
+        return JSONResponse(
+            run_json(handle.run), headers={"Content-Location": run_path, "Location": stream_path}
+        )
+
+    @routes.post("/threads/{thread_id}/runs/stream")
+    @routes.post("/runs/stream", include_in_schema=False)
+    async def stream_run(
+        body: RunCreate,
+        owner: OwnerDep,
+        runs: RunsDep,
+        threads: ThreadsDep,
+        limits: LimitsDep,
+        thread_id: ThreadId | None = None,
+    ) -> Response:
+        tid, handle, prior = await _submit(
+            thread_id, body, owner, runs, threads, limits, background=False, stream=True
+        )
+        return _stream_response(prefix, tid, handle, body, prior, owner, runs)
+
+    @routes.post("/threads/{thread_id}/runs/wait")
+    @routes.post("/runs/wait", include_in_schema=False)
+    async def wait_run(
+        body: RunCreate,
+        owner: OwnerDep,
+        runs: RunsDep,
+        threads: ThreadsDep,
+        limits: LimitsDep,
+        hosted: HostedStateDep,
+        thread_id: ThreadId | None = None,
+    ) -> JSONResponse:
+        """Run and answer the thread's values when it ends."""
+        tid, handle, _ = await _submit(
+            thread_id, body, owner, runs, threads, limits, background=False, stream=False
+        )
+        await handle.result()
+        record = await threads.get(owner, tid)
+        run_path, _ = _paths(prefix, tid, handle.run.run_id)
+        values = await thread_values(record, threads, hosted)
+        return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
+
+    @routes.get("/threads/{thread_id}/runs")
+    async def list_runs(
+        thread_id: ThreadId,
+        owner: OwnerDep,
+        runs: RunsDep,
+        limits: LimitsDep,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        status: RunStatus | None = None,
+    ) -> list[dict[str, Any]]:
+        query = RunQuery(
+            statuses=[status] if status else None, limit=min(limit, limits.max_page_size), offset=offset
+        )
+        page, _ = await runs.page(owner, thread_id, query)
+        return [run_json(r) for r in page]
+
+    @routes.get("/threads/{thread_id}/runs/{run_id}")
+    async def get_run(thread_id: ThreadId, run_id: str, owner: OwnerDep, runs: RunsDep) -> dict[str, Any]:
+        return run_json(await runs.get(owner, thread_id, run_id))
+
+    @routes.get("/threads/{thread_id}/runs/{run_id}/join")
+    async def join_run(
+        thread_id: ThreadId,
+        run_id: str,
+        owner: OwnerDep,
+        runs: RunsDep,
+        threads: ThreadsDep,
+        hosted: HostedStateDep,
+    ) -> dict[str, Any]:
+        """Wait for the run; the thread's values after it."""
+        run = await runs.get(owner, thread_id, run_id)
+        await runs.result_of(uuid.UUID(run.run_id))
+        return await thread_values(await threads.get(owner, thread_id), threads, hosted)
+
+    @routes.get("/threads/{thread_id}/runs/{run_id}/stream")
+    async def join_stream(
+        thread_id: ThreadId,
+        run_id: str,
+        owner: OwnerDep,
+        runs: RunsDep,
+        threads: ThreadsDep,
+        stream_mode: Annotated[list[str] | None, Query()] = None,
+        cancel_on_disconnect: bool = False,
+        last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> Response:
+        record = await runs.record(owner, thread_id, run_id)
+        modes = [m for m in stream_mode or [] if m] or ["values", "updates", "messages-tuple"]
+        body = RunCreate(stream_mode=modes, on_disconnect="cancel" if cancel_on_disconnect else "continue")
+        after = last_event_id(last_event_id_header, str(record.run_id))
+        renderer = ProtocolStream(
+            run_id=str(record.run_id),
+            thread_id=thread_id,
+            modes=body.modes(),
+            prior=await threads.before_run(record),
+        )
+        frames = renderer.frames(runs.follow(record.run_id, after=after), resumed=after > 0)
+        cancel = (lambda: runs.cancel_soon(owner, str(record.run_id))) if cancel_on_disconnect else None
+        run_path, stream_path = _paths(prefix, thread_id, str(record.run_id))
+        return frames_response(
+            _until_end(frames, cancel),
+            headers={"Content-Location": run_path, "Location": stream_path},
+            ping_seconds=PING_SECONDS,
+        )
+
+    @routes.post("/threads/{thread_id}/runs/{run_id}/cancel")
+    async def cancel_run(
+        thread_id: ThreadId,
+        run_id: str,
+        owner: OwnerDep,
+        runs: RunsDep,
+        wait: bool = False,
+        action: Annotated[str, Query(pattern="^(interrupt|rollback)$")] = "interrupt",
+    ) -> Response:
+        await runs.cancel(owner, thread_id, run_id, wait=wait, rollback=action == "rollback")
+        return Response(status_code=204 if wait else 202)
+
+    @routes.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+    async def delete_run(thread_id: ThreadId, run_id: str, owner: OwnerDep, runs: RunsDep) -> Response:
+        await runs.delete(owner, thread_id, run_id)
+        return Response(status_code=204)
+
+    @routes.post("/runs/cancel")
+    async def cancel_runs(
+        body: RunCancelMany,
+        owner: OwnerDep,
+        runs: RunsDep,
+        action: Annotated[str, Query(pattern="^(interrupt|rollback)$")] = "interrupt",
+    ) -> Response:
+        if not body.run_ids and body.thread_id is None:
+            raise InvalidInput("Name the runs to cancel: `run_ids`, `thread_id`, or both.")
+        await runs.cancel_many(
+            owner, run_ids=body.run_ids, thread_id=body.thread_id, wait=False, rollback=action == "rollback"
+        )
+        return Response(status_code=204)
+
+    return routes

@@ -1,0 +1,119 @@
+"""A run's events rendered in the Agent Protocol's stream modes.
+
+`metadata` first (`run_id`), then per event what the requested modes ask for: `values` (the
+whole conversation after each step), `updates` (what each node added), `messages-tuple`
+(token chunks and complete messages, with their metadata) and `messages` (partial and complete
+message lists); `error` or `end` last. Every run event's last frame carries the run's event id
+(`<run_id>:<n>`), so `Last-Event-ID` resumes a protocol stream exactly as a native one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from app.api.protocol.shapes import lc_message
+from app.memory.transcript import StoredMessage
+from app.services.events import (
+    CustomData,
+    MessageCompleted,
+    RunDone,
+    RunEvent,
+    RunFailed,
+    RunStarted,
+    TokenDelta,
+    ToolResult,
+)
+from app.streaming import Frame, RawJson, encode
+
+_CHUNK_FIELDS: dict[str, Any] = {
+    "additional_kwargs": {},
+    "response_metadata": {},
+    "tool_calls": [],
+    "invalid_tool_calls": [],
+}
+
+
+def _tool_message(event: ToolResult) -> dict[str, Any]:
+    return {
+        "type": "tool",
+        "content": event.content,
+        "id": event.message_id,
+        "tool_call_id": event.tool_call_id,
+        "name": event.name,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "status": "success",
+    }
+
+
+class ProtocolStream:
+    def __init__(self, *, run_id: str, thread_id: str, modes: list[str], prior: list[StoredMessage]) -> None:
+        self._run_id = run_id
+        self._thread_id = thread_id
+        self._modes = set(modes)
+        # Each message encoded once: a `values` frame resends the whole, growing list.
+        self._encoded = [encode(lc_message(m)) for m in prior]
+        self._partial: dict[str, str] = {}
+
+    def _values(self) -> RawJson:
+        return RawJson('{"messages":[' + ",".join(self._encoded) + "]}")
+
+    def _meta(self, node: str) -> dict[str, Any]:
+        return {"langgraph_node": node, "run_id": self._run_id, "thread_id": self._thread_id}
+
+    def _message_frames(self, message: dict[str, Any], node: str) -> list[tuple[str, Any]]:
+        """Frames for a message a step completed (and the state after it)."""
+        self._encoded.append(encode(message))
+        frames: list[tuple[str, Any]] = []
+        if "updates" in self._modes:
+            frames.append(("updates", {node: {"messages": [message]}}))
+        if "messages-tuple" in self._modes and message["id"] not in self._partial:
+            frames.append(("messages", [message, self._meta(node)]))
+        if "messages" in self._modes:
+            frames.append(("messages/complete", [message]))
+        if "values" in self._modes:
+            frames.append(("values", self._values()))
+        return frames
+
+    def _frames(self, item: RunEvent) -> list[tuple[str, Any]]:
+        event = item.event
+        if isinstance(event, RunStarted):
+            self._encoded.extend(encode(lc_message(m)) for m in event.input)
+            return [("values", self._values())] if "values" in self._modes else []
+        if isinstance(event, TokenDelta):
+            text = self._partial.get(event.message_id, "") + event.delta
+            self._partial[event.message_id] = text
+            frames: list[tuple[str, Any]] = []
+            chunk = {
+                "type": "AIMessageChunk",
+                "content": event.delta,
+                "id": event.message_id,
+                **_CHUNK_FIELDS,
+            }
+            if "messages-tuple" in self._modes:
+                frames.append(("messages", [chunk, self._meta(event.node)]))
+            if "messages" in self._modes:
+                frames.append(("messages/partial", [{**chunk, "type": "ai", "content": text}]))
+            return frames
+        if isinstance(event, MessageCompleted):
+            return self._message_frames(lc_message(event.message), event.node)
+        if isinstance(event, ToolResult):
+            return self._message_frames(_tool_message(event), event.node)
+        if isinstance(event, CustomData):
+            return [("custom", event.data)] if "custom" in self._modes else []
+        if isinstance(event, RunFailed):
+            return [("error", {"error": event.code, "message": event.message})]
+        if isinstance(event, RunDone):
+            return [("end", None)]
+        return []  # a tool call is shown by its AI message
+
+    async def frames(self, events: AsyncIterator[RunEvent], *, resumed: bool) -> AsyncIterator[Frame]:
+        yield Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})
+        async for item in events:
+            rendered = self._frames(item)
+            if resumed and isinstance(item.event, RunStarted):
+                continue
+            for index, (name, data) in enumerate(rendered):
+                last = index == len(rendered) - 1
+                yield Frame(event=name, data=data, id=f"{self._run_id}:{item.seq}" if last else None)

@@ -1,0 +1,196 @@
+"""The Agent Protocol's thread routes, over the same thread registry and transcript as the
+native API: a thread's `values.messages` is its whole conversation, one range of rows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, ThreadsDep
+from app.api.protocol.shapes import empty_state, new_thread_id, state_json, thread_json, values_of
+from app.api.protocol.turn_states import input_state_json, split, turn_state_json, turn_states
+from app.errors import ThreadExists
+from app.memory.threads import ThreadRecord
+from app.services.hosted_state import HostedState
+from app.services.storable import check_metadata, check_servable_json
+from app.services.threads import ThreadService
+
+router = APIRouter()
+ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
+
+
+class ThreadCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadPatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadSearch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=100_000)
+    sort_by: Literal["thread_id", "created_at", "updated_at"] = "updated_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=10, ge=1, le=1000)
+    before: str | dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+@router.post("/threads")
+async def create_thread(
+    body: ThreadCreate, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    check_metadata(body.metadata, limits)
+    thread_id = body.thread_id or new_thread_id()
+    try:
+        record = await threads.create(owner, thread_id, title=None, metadata=body.metadata)
+    except ThreadExists:
+        if body.if_exists != "do_nothing":
+            raise
+        record = await threads.get(owner, thread_id)
+    return thread_json(record, await thread_values(record, threads, hosted))
+
+
+@router.post("/threads/search")
+async def search_threads(
+    body: ThreadSearch, owner: OwnerDep, threads: ThreadsDep, limits: LimitsDep, hosted: HostedStateDep
+) -> list[dict[str, Any]]:
+    """Threads matching a metadata filter, with their values (two round trips for a page)."""
+    check_servable_json(body.metadata, where="metadata")  # a filter, but sent to PostgreSQL
+    if body.status in ("interrupted", "error"):
+        return []  # this server's threads are never left interrupted or in error
+    found = await threads.search(
+        owner,
+        metadata=body.metadata,
+        busy=None if body.status is None else body.status == "busy",
+        limit=min(body.limit, limits.max_page_size),
+        offset=body.offset,
+        order_by=body.sort_by,
+        descending=body.sort_order == "desc",
+    )
+    return [
+        thread_json(record, await hosted.values(record) or values_of(messages)) for record, messages in found
+    ]
+
+
+@router.post("/threads/{thread_id}/copy")
+async def copy_thread(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    """A new thread with this one's whole history (every branch and checkpoint)."""
+    record = await threads.copy(owner, thread_id, new_thread_id())
+    return thread_json(record, await thread_values(record, threads, hosted))
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    record = await threads.get(owner, thread_id)
+    return thread_json(record, await thread_values(record, threads, hosted))
+
+
+@router.patch("/threads/{thread_id}")
+async def update_thread(
+    thread_id: ThreadId,
+    body: ThreadPatch,
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    hosted: HostedStateDep,
+) -> dict[str, Any]:
+    check_metadata(body.metadata, limits)
+    record = await threads.update(owner, thread_id, title=None, set_title=False, metadata=body.metadata)
+    return thread_json(record, await thread_values(record, threads, hosted))
+
+
+@router.delete("/threads/{thread_id}", status_code=204)
+async def delete_thread(thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep) -> Response:
+    await threads.delete(owner, thread_id)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/state")
+async def get_state(
+    thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep, hosted: HostedStateDep
+) -> dict[str, Any]:
+    return await _state(thread_id, owner, threads, hosted, None)
+
+
+@router.get("/threads/{thread_id}/state/{checkpoint_id}")
+async def get_state_at(
+    thread_id: ThreadId,
+    checkpoint_id: Annotated[str, Path(max_length=64)],
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    hosted: HostedStateDep,
+) -> dict[str, Any]:
+    return await _state(thread_id, owner, threads, hosted, checkpoint_id)
+
+
+async def _state(
+    thread_id: str, owner: str, threads: ThreadService, hosted: HostedState, checkpoint_id: str | None
+) -> dict[str, Any]:
+    record = await threads.get(owner, thread_id)
+    wanted = checkpoint_id or record.head_checkpoint_id
+    if wanted is None:
+        return empty_state(thread_id)  # a new thread: no checkpoint yet
+    if hosted.graph_of(record) is not None:
+        checkpoint, _ = await threads.checkpoint_state(record, wanted)
+        return state_json(thread_id, checkpoint, await hosted.values(record, wanted) or {})
+    turn_id, is_input = split(wanted)
+    checkpoint, messages = await threads.checkpoint_state(record, turn_id)
+    if is_input:
+        return input_state_json(thread_id, checkpoint, messages)
+    return turn_state_json(thread_id, checkpoint, messages)
+
+
+@router.post("/threads/{thread_id}/history")
+async def get_history(
+    thread_id: ThreadId,
+    body: HistoryQuery,
+    owner: OwnerDep,
+    threads: ThreadsDep,
+    limits: LimitsDep,
+    hosted: HostedStateDep,
+) -> list[dict[str, Any]]:
+    """The thread's states, newest first, each with its values: per turn of the built-in agent
+    its checkpoint and its input state (`turn_states`); per checkpoint of a hosted graph."""
+    cursor = (
+        body.before.get("configurable", {}).get("checkpoint_id")
+        if isinstance(body.before, dict)
+        else body.before
+    )
+    before = split(cursor)[0] if isinstance(cursor, str) else None
+    limit = min(body.limit, limits.max_page_size)
+    thread, states = await threads.history_states(owner, thread_id, limit=limit, before=before)
+    if hosted.graph_of(thread) is not None:
+        return [
+            state_json(thread_id, record, await hosted.values(thread, record.checkpoint_id) or {})
+            for record, _ in states
+        ]
+    found = [state for record, messages in states for state in turn_states(thread_id, record, messages)]
+    return found[:limit]
+
+
+async def thread_values(record: ThreadRecord, threads: ThreadService, hosted: HostedState) -> dict[str, Any]:
+    """A thread's values: a hosted graph's state, or the built-in agent's whole conversation."""
+    return await hosted.values(record) or values_of(await threads.conversation(record))
