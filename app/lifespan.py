@@ -114,7 +114,7 @@ async def open_resources(
         history = CheckpointHistory(pool)
         transcript = Transcript(pool)
         hosted = [
-            load_graph(source, saver)
+            load_graph(source, saver, store=memory.graph_store if memory is not None else None)
             for source in graph_sources(settings.graphs.config, settings.graphs.graphs)
         ]
         runs = build_run_service(
