@@ -270,7 +270,10 @@ def schema_errors(instance: dict[str, Any]) -> list[str]:
             return [error]
         return [leaf for child in error.context for leaf in leaves(child)]
 
-    validator_class = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": pattern})
+    # types-jsonschema leaves `validators.extend` unannotated.
+    validator_class = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft7Validator, {"pattern": pattern}
+    )
     validator = validator_class(json.loads(SCHEMA.read_text()))
     found = []
     for error in validator.iter_errors(instance):

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -260,3 +260,15 @@ def latest_malware(database_url: str) -> tuple[str, str]:
         ).fetchone()
     assert row is not None
     return row[0], row[1]
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the one row `query` returns (a count, a key)."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def user_input(content: Any) -> dict[str, Any]:
+    """A run's input through `langgraph-sdk`: one user message."""
+    return {"messages": [{"role": "user", "content": content}]}

@@ -96,7 +96,7 @@ class PasswordCluster:
 
     def execute(self, query: str, params: tuple[Any, ...] = ()) -> None:
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(query, params)  # type: ignore[arg-type]
+            conn.execute(query, params)
 
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

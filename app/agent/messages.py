@@ -34,9 +34,10 @@ def text_of(message: BaseMessage) -> str:
     return "".join(parts)
 
 
-def to_langchain(role: str, content: str) -> BaseMessage:
-    """A new input message; ids are assigned here so the transcript and the state agree."""
-    message_id = str(uuid.uuid4())
+def to_langchain(role: str, content: str, message_id: str | None = None) -> BaseMessage:
+    """A new input message; ids are assigned here so the transcript and the state agree (a
+    question asked again on a new branch keeps its id)."""
+    message_id = message_id or str(uuid.uuid4())
     if role == "user":
         return HumanMessage(content=content, id=message_id)
     if role == "assistant":

@@ -53,6 +53,14 @@ from app.settings import DEFAULT_CACHE_BYTES
 # Run-config key naming the checkpoint the thread's registry records as its head (None: the
 # thread has no completed turn). With it, "the latest checkpoint" means that one.
 HEAD_KEY = "__lma_head"
+# In a checkpoint's metadata: the turn whose question its turn asked again (a regenerate).
+REGENERATES_KEY = "lma_regenerates"
+
+
+def regenerated(turn: str | None) -> dict[str, str]:
+    """Checkpoint metadata of a turn that asks `turn`'s question again (none otherwise)."""
+    return {REGENERATES_KEY: turn} if turn else {}
+
 
 # Run-config key of the `StagedCheckpoints` that receives the run's checkpoints.
 STAGE_KEY = "__lma_stage"

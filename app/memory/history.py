@@ -27,13 +27,15 @@ class CheckpointRecord:
     message_count: int | None
     branch: int | None = None
     start_seq: int | None = None  # where the turn that made it begins in the transcript
+    regenerates: str | None = None  # the turn whose question its turn asked again
 
 
 _SELECT = (
     "SELECT c.checkpoint_id, c.parent_checkpoint_id,"
     " (c.checkpoint->>'ts')::timestamptz AS created_at,"
     " (c.metadata->>'step')::int AS step, c.metadata->>'source' AS source,"
-    " c.metadata->>'run_id' AS run_id, r.message_count, r.branch, r.start_seq"
+    " c.metadata->>'run_id' AS run_id, r.message_count, r.branch, r.start_seq,"
+    " c.metadata->>'lma_regenerates' AS regenerates"
     " FROM checkpoints c LEFT JOIN lma_runs r"
     "   ON r.thread_key = %(key)s AND r.checkpoint_id = c.checkpoint_id"
     " WHERE c.thread_id = %(key_text)s AND c.checkpoint_ns = ''"

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Overwrite, StreamMode
+from langgraph.types import Overwrite
 
-from app.agent.graph import AGENT_NODE, HISTORY_KEY, TOOLS_NODE
+from app.agent.graph import AGENT_NODE, HISTORY_KEY
 from app.agent.memory_tools import OWNER_KEY
 from app.agent.messages import text_of, to_langchain, to_stored
 from app.errors import (
@@ -36,7 +35,7 @@ from app.errors import (
     TurnTimeout,
     as_service_error,
 )
-from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints
+from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints, regenerated
 from app.memory.execution import ExecutionStore
 from app.memory.run_events import RunEventLog
 from app.memory.runs import RunStore, TurnStart
@@ -44,19 +43,17 @@ from app.memory.threads import ThreadRecord
 from app.observability.metrics import Metrics, timed_checkpoint_write
 from app.services.events import (
     CustomData,
-    MessageCompleted,
     RunDone,
     RunFailed,
     RunStarted,
     TokenDelta,
-    ToolCallStarted,
-    ToolResult,
-    TurnEvent,
 )
 from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.history_cache import HistoryCache
 from app.services.live_run import LiveRun
 from app.services.run_model import TurnRequest, TurnResult
+from app.services.state_update import apply_update
+from app.services.step_events import LIVE_MODES, jsonable, step_events, update_events
 from app.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -76,59 +73,9 @@ class Execution:
     live_events: bool  # token and step events as they happen (someone streams, or may join)
 
 
-def step_events(
-    run_id: uuid.UUID, messages: Sequence[BaseMessage], node: str | None = None
-) -> list[TurnEvent]:
-    """Tool-call, tool-result and complete-message events for new messages of a step (of the
-    node that made them; None: the built-in graph's names, by message type)."""
-    events: list[TurnEvent] = []
-    for message in messages:
-        if isinstance(message, AIMessage):
-            for call in message.tool_calls:
-                events.append(
-                    ToolCallStarted(
-                        message_id=message.id or "",
-                        tool_call_id=call["id"] or "",
-                        name=call["name"],
-                        args=call["args"],
-                    )
-                )
-            events.append(
-                MessageCompleted(message=to_stored(message, seq=-1, run_id=run_id), node=node or AGENT_NODE)
-            )
-        elif isinstance(message, ToolMessage):
-            events.append(
-                ToolResult(
-                    message_id=message.id or "",
-                    tool_call_id=message.tool_call_id,
-                    name=message.name or "",
-                    content=text_of(message),
-                    node=node or TOOLS_NODE,
-                )
-            )
-    return events
-
-
-# What a watched run streams: tokens, steps, what nodes write with `get_stream_writer()`.
-LIVE_MODES: list[StreamMode] = ["messages", "updates", "custom", "checkpoints"]
-
-
-def _jsonable(value: Any) -> Any:
-    """A graph's custom stream data as JSON (anything else as its text)."""
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _update_events(run_id: uuid.UUID, payload: dict[str, Any]) -> list[TurnEvent]:
-    """The events of a graph "updates" chunk: each node's new messages."""
-    events: list[TurnEvent] = []
-    for node, update in payload.items():
-        if isinstance(update, dict):
-            messages = [m for m in update.get("messages", []) if isinstance(m, BaseMessage)]
-            events.extend(step_events(run_id, messages, str(node)))
-    return events
+async def _nothing() -> AsyncIterator[tuple[str, Any]]:
+    return
+    yield  # an empty stream
 
 
 class Executor:
@@ -179,7 +126,9 @@ class Executor:
 
     async def _execute(self, live: LiveRun, execution: Execution) -> None:
         # The input's ids are given here, so the start event and the transcript agree on them.
-        inputs = [to_langchain(role, content) for role, content in execution.request.messages]
+        request = execution.request
+        ids: tuple[str | None, ...] = request.input_ids or tuple(None for _ in request.messages)
+        inputs = [to_langchain(role, text, i) for (role, text), i in zip(request.messages, ids, strict=True)]
         live.emit(
             RunStarted(
                 run_id=str(execution.run_id),
@@ -321,7 +270,7 @@ class Executor:
             configurable["checkpoint_id"] = start.checkpoint_id
         config: RunnableConfig = {
             "configurable": configurable,
-            "metadata": {"run_id": str(execution.run_id)},
+            "metadata": {"run_id": str(execution.run_id), **regenerated(request.regenerates)},
             "recursion_limit": self._settings.recursion_limit,
             "run_id": execution.run_id,
         }
@@ -333,15 +282,21 @@ class Executor:
             # What the thread's state held before: the turn's messages are the others.
             before = (await graph.aget_state(config)).values
             known = {m.id for m in (before.get("messages", []) if isinstance(before, dict) else [])}
-        stream: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
-            # Overwrite (built-in): the state starts empty each turn, with only this turn's input.
-            {"messages": Overwrite(inputs) if served.builtin else inputs},
-            config,
-            # Token and step events only when someone may watch: without a "messages" consumer
-            # the model is called without streaming, which costs less.
-            stream_mode=LIVE_MODES if execution.live_events else ["checkpoints"],
-            durability="exit",
-        )
+        if request.state_update is not None:
+            checkpoint_id, final = await apply_update(
+                graph, config, request.state_update, builtin=served.builtin
+            )
+            stream: AsyncIterator[tuple[str, Any]] = _nothing()
+        else:
+            stream = graph.astream(  # type: ignore[assignment]
+                # Overwrite (built-in): the state starts empty each turn, with only its input.
+                {"messages": Overwrite(inputs) if served.builtin else inputs},
+                config,
+                # Token and step events only when someone may watch: without a "messages"
+                # consumer the model is called without streaming, which costs less.
+                stream_mode=LIVE_MODES if execution.live_events else ["checkpoints"],
+                durability="exit",
+            )
         async for mode, payload in stream:
             if mode == "checkpoints":
                 checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
@@ -354,10 +309,10 @@ class Executor:
                     )
                     live.emit(TokenDelta(message_id=chunk.id or "", delta=delta, node=node))
             elif mode == "updates":
-                for event in _update_events(execution.run_id, payload):
+                for event in update_events(execution.run_id, payload):
                     live.emit(event)
             elif mode == "custom":
-                live.emit(CustomData(data=_jsonable(payload)))
+                live.emit(CustomData(data=jsonable(payload)))
         assert checkpoint_id is not None and checkpoint_id == staged.last_id
         turn = [m for m in final if m.id not in known] if known else final
         new = [to_stored(m, seq=start.seq + i, run_id=execution.run_id) for i, m in enumerate(turn)]

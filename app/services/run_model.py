@@ -31,6 +31,15 @@ BUILTIN_ASSISTANT_ID = assistant_id_of(BUILTIN_GRAPH)
 
 
 @dataclass(frozen=True)
+class StateUpdate:
+    """A change to a thread's state written as a node would (the protocol's `update_state`):
+    no model runs; its messages join the transcript like a turn's."""
+
+    values: dict[str, Any]
+    as_node: str | None = None
+
+
+@dataclass(frozen=True)
 class TurnRequest:
     owner: str
     thread_id: str
@@ -43,6 +52,9 @@ class TurnRequest:
     stream: bool = False  # someone reads the events live: token and step events are produced
     assistant_id: str = BUILTIN_ASSISTANT_ID
     after_seconds: float | None = None  # start no earlier than this (a scheduled, queued run)
+    regenerates: str | None = None  # the turn (checkpoint) whose question this run asks again
+    input_ids: tuple[str, ...] | None = None  # the ids of `messages` (a question asked again)
+    state_update: StateUpdate | None = None  # instead of running the graph, update its state
 
     def stored_input(self) -> dict[str, Any]:
         """What a queued run needs to run later, in any process."""

@@ -7,6 +7,7 @@ from one that does not exist (404, never 403), on every route.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -24,10 +25,11 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
-async def _send(client: httpx.AsyncClient, thread_id: str, content: str, headers: Headers) -> dict:
+async def _send(client: httpx.AsyncClient, thread_id: str, content: str, headers: Headers) -> dict[str, Any]:
     response = await client.post(f"/threads/{thread_id}/messages", json={"content": content}, headers=headers)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def _transcript(client: httpx.AsyncClient, thread_id: str, headers: Headers) -> list[tuple[str, str]]:
@@ -151,7 +153,7 @@ async def test_api_key_mode_rejects_missing_or_wrong_keys(
     api_key_client: httpx.AsyncClient, headers: Headers
 ) -> None:
     for method, path in [("GET", "/threads"), ("POST", "/threads"), ("GET", "/threads/shared")]:
-        body = {} if method == "POST" else None
+        body: dict[str, Any] | None = {} if method == "POST" else None
         response = await api_key_client.request(method, path, headers=headers, json=body)
         assert_error(response, 401, "unauthorized")
     response = await api_key_client.post(
@@ -267,7 +269,7 @@ async def test_databricks_user_header_owners_are_isolated(databricks_client: htt
     ],
 )
 async def test_owner_in_the_body_is_rejected(
-    api_key_client: httpx.AsyncClient, method: str, suffix: str, body: dict
+    api_key_client: httpx.AsyncClient, method: str, suffix: str, body: dict[str, Any]
 ) -> None:
     bob = {"X-API-Key": "key-b"}
     thread_id = unique()

@@ -3,16 +3,19 @@ the follow-up from the thread's memory; another thread knows nothing of it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import psycopg
 
 from tests.conftest import latest_malware, unique
 
 
-async def _send(client: httpx.AsyncClient, thread_id: str, content: str) -> dict:
+async def _send(client: httpx.AsyncClient, thread_id: str, content: str) -> dict[str, Any]:
     response = await client.post(f"/threads/{thread_id}/messages", json={"content": content})
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def test_demo_dialogue_names_the_user_then_answers_from_memory(

@@ -21,7 +21,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert isinstance(body, dict) and set(body) == {"error"}, body
-    error = body["error"]
+    error: dict[str, Any] = body["error"]
     assert isinstance(error["code"], str) and error["code"]
     assert isinstance(error["message"], str) and error["message"]
     if code is not None:
@@ -271,7 +271,7 @@ async def test_invalid_idempotency_key_is_422(client: httpx.AsyncClient, key: st
     response = await client.post(
         f"/threads/{thread_id}/messages",
         json={"content": "hello"},
-        headers={"Idempotency-Key": key.encode()},  # type: ignore[dict-item]
+        headers={b"Idempotency-Key": key.encode()},
     )
     error = assert_error(response, 422, "invalid_input")
     assert "Idempotency-Key" in error["message"]

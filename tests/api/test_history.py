@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.conftest import unique
 
 
-async def _send(client: httpx.AsyncClient, thread_id: str, content: str, **extra: str) -> dict:
+async def _send(client: httpx.AsyncClient, thread_id: str, content: str, **extra: str) -> dict[str, Any]:
     response = await client.post(f"/threads/{thread_id}/messages", json={"content": content, **extra})
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def test_history_lists_one_checkpoint_per_turn_newest_first(client: httpx.AsyncClient) -> None:

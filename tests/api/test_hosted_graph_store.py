@@ -10,7 +10,7 @@ import httpx
 from langgraph_sdk import get_client
 
 from app.api.protocol import PREFIX
-from tests.conftest import make_settings, real_server
+from tests.conftest import make_settings, real_server, user_input
 
 GRAPH = """
 from langchain_core.messages import AIMessage
@@ -40,9 +40,7 @@ async def _ask(url: str, key: str, content: str) -> str:
     sdk = get_client(url=url + PREFIX, api_key=key)
     try:
         thread_id = (await sdk.threads.create())["thread_id"]
-        values = await sdk.runs.wait(
-            thread_id, "notes", input={"messages": [{"role": "user", "content": content}]}
-        )
+        values = await sdk.runs.wait(thread_id, "notes", input=user_input(content))
     finally:
         await sdk.aclose()
     assert isinstance(values, dict)

@@ -16,16 +16,14 @@ from langgraph_sdk.client import LangGraphClient
 from app.agent.graph_loader import GraphLoadError
 from app.api.protocol import PREFIX
 from app.lifespan import open_resources
-from tests.conftest import make_settings, real_server, unique
+from tests.conftest import make_settings, real_server, unique, user_input
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = f"support={ROOT / 'examples' / 'support_agent.py'}:graph"
 
 
 async def wait(sdk: LangGraphClient, thread_id: str, assistant: str, content: str) -> dict[str, Any]:
-    values = await sdk.runs.wait(
-        thread_id, assistant, input={"messages": [{"role": "user", "content": content}]}
-    )
+    values = await sdk.runs.wait(thread_id, assistant, input=user_input(content))
     assert isinstance(values, dict)
     return values
 
@@ -75,7 +73,7 @@ async def test_a_thread_stays_on_its_graph_and_streams(served: tuple[str, LangGr
         async for p in sdk.runs.stream(
             thread_id,
             "support",
-            input={"messages": [{"role": "user", "content": "open a ticket: VPN drops"}]},
+            input=user_input("open a ticket: VPN drops"),
             stream_mode=["updates", "messages-tuple"],
         )
     ]
@@ -174,7 +172,7 @@ async def test_what_a_node_writes_to_the_stream_reaches_the_client(database_url:
                 async for p in sdk.runs.stream(
                     thread_id,
                     "progress",
-                    input={"messages": [{"role": "user", "content": "go"}]},
+                    input=user_input("go"),
                     stream_mode=["custom", "updates"],
                 )
             ]
@@ -200,7 +198,10 @@ async def test_a_thread_of_a_graph_no_longer_served_is_still_listed_and_read(
         try:
             found = await plain.threads.search(metadata={"orphan": thread_marker})
             assert [t["thread_id"] for t in found] == [thread_id]
-            assert found[0]["values"]["messages"][0]["content"] == "open a ticket: laptop fan is loud"
+            values = found[0]["values"]
+            assert (
+                values is not None and values["messages"][0]["content"] == "open a ticket: laptop fan is loud"
+            )
             state = await plain.threads.get_state(thread_id)
             assert isinstance(state["values"], dict) and len(state["values"]["messages"]) == 4
             with pytest.raises(httpx.HTTPStatusError) as gone:
@@ -208,3 +209,18 @@ async def test_a_thread_of_a_graph_no_longer_served_is_still_listed_and_read(
             assert gone.value.response.status_code == 404
         finally:
             await plain.aclose()
+
+
+async def test_update_state_goes_through_the_hosted_graphs_reducers(
+    served: tuple[str, LangGraphClient],
+) -> None:
+    _, sdk = served
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, "support", "open a ticket: badge reader broken")
+    await sdk.threads.update_state(thread_id, {"tickets": ["T-MANUAL"]}, as_node="tools")
+    state = await sdk.threads.get_state(thread_id)
+    assert isinstance(state["values"], dict)
+    assert state["values"]["tickets"] == [*first["tickets"], "T-MANUAL"]  # operator.add, as the graph says
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        await sdk.threads.update_state(thread_id, {"tickets": ["x"]}, as_node="no-such-node")
+    assert bad.value.response.status_code == 422

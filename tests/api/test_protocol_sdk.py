@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.schema import Thread
 
 from app.api.protocol import PREFIX
-from tests.conftest import make_settings, real_server, unique
+from tests.conftest import make_settings, real_server, unique, user_input
 
 QUESTION = "Who committed the latest malware threat?"
-ASK: dict[str, Any] = {"messages": [{"role": "user", "content": QUESTION}]}
+ASK = user_input(QUESTION)
 
 
 @pytest.fixture
@@ -31,11 +32,10 @@ async def sdk(database_url: str) -> AsyncIterator[LangGraphClient]:
 
 async def wait(sdk: LangGraphClient, thread_id: str | None, content: Any) -> dict[str, Any]:
     """`runs.wait` with one user message; the thread's values after it."""
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": content}]}
     values = await (
-        sdk.runs.wait(None, "agent", input=body)
+        sdk.runs.wait(None, "agent", input=user_input(content))
         if thread_id is None
-        else sdk.runs.wait(thread_id, "agent", input=body)
+        else sdk.runs.wait(thread_id, "agent", input=user_input(content))
     )
     assert isinstance(values, dict)
     return values
@@ -75,7 +75,8 @@ async def test_assistants_info_and_ok(sdk: LangGraphClient) -> None:
 
 async def test_threads_create_get_update_search_delete(sdk: LangGraphClient) -> None:
     thread_id = unique()
-    created = await sdk.threads.create(thread_id=thread_id, metadata={"graph_id": "agent", "team": "soc"})
+    team = unique("team")  # a metadata value no other test uses: the database is shared
+    created = await sdk.threads.create(thread_id=thread_id, metadata={"graph_id": "agent", "team": team})
     assert (
         created["thread_id"] == thread_id
         and created["status"] == "idle"
@@ -88,12 +89,12 @@ async def test_threads_create_get_update_search_delete(sdk: LangGraphClient) -> 
     assert exists.value.response.status_code == 409
     await wait(sdk, thread_id, QUESTION)
     updated = await sdk.threads.update(thread_id, metadata={"priority": "high"})
-    assert updated["metadata"] == {"graph_id": "agent", "team": "soc", "priority": "high"}
-    found = await sdk.threads.search(metadata={"team": "soc"}, limit=5)
+    assert updated["metadata"] == {"graph_id": "agent", "team": team, "priority": "high"}
+    found = await sdk.threads.search(metadata={"team": team}, limit=5)
     assert [t["thread_id"] for t in found] == [thread_id]
     assert contents(found[0]["values"])[0] == ("human", QUESTION)
-    assert await sdk.threads.search(metadata={"team": "other"}) == []
-    assert [t["thread_id"] for t in await sdk.threads.search(metadata={"team": "soc"}, status="idle")] == [
+    assert await sdk.threads.search(metadata={"team": unique("team")}) == []
+    assert [t["thread_id"] for t in await sdk.threads.search(metadata={"team": team}, status="idle")] == [
         thread_id
     ]
     await sdk.threads.delete(thread_id)
@@ -203,6 +204,74 @@ async def test_background_runs_join_list_get_cancel(sdk: LangGraphClient) -> Non
     assert created["status"] in ("pending", "running", "success")
 
 
+async def test_resumed_stream_values_hold_the_whole_conversation(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    run = await sdk.runs.create(thread_id, "agent", input=ASK)
+    await sdk.runs.join(thread_id, run["run_id"])
+    run_id = run["run_id"]
+    whole = [p async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode="values")]
+    # useStream rejoins a run with Last-Event-ID `-1`: from the first event, as LangGraph's server.
+    from_start = [
+        p async for p in sdk.runs.join_stream(thread_id, run_id, stream_mode="values", last_event_id="-1")
+    ]
+    assert [(p.event, p.data) for p in from_start] == [(p.event, p.data) for p in whole]
+    middle = len(whole) // 2
+    resumed = [
+        p
+        async for p in sdk.runs.join_stream(
+            thread_id, run_id, stream_mode="values", last_event_id=whole[middle].id
+        )
+    ]
+    assert [(p.event, p.data) for p in resumed[1:]] == [(p.event, p.data) for p in whole[middle + 1 :]]
+    assert contents(resumed[-2].data)[0] == ("human", QUESTION)
+
+
+async def test_location_headers_resolve_against_the_clients_base_url(sdk: LangGraphClient) -> None:
+    """The SDKs rejoin a dropped stream at `base URL + Location` with no modes of their own, so
+    the headers name paths relative to the protocol's root, and the stream's its modes."""
+    http = sdk.http.client
+    thread_id = (await sdk.threads.create())["thread_id"]
+    body = {"assistant_id": "agent", "input": ASK, "stream_mode": ["values", "messages-tuple"]}
+    async with http.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as started:
+        assert started.status_code == 200
+        location, run_path = started.headers["location"], started.headers["content-location"]
+        first = "".join([chunk async for chunk in started.aiter_text()])
+    run = await http.get(run_path)
+    assert run.status_code == 200 and run.json()["status"] == "success"
+    async with http.stream("GET", location) as rejoined:
+        assert rejoined.status_code == 200
+        again = "".join([chunk async for chunk in rejoined.aiter_text()])
+
+    def events(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("event:")]
+
+    assert events(again) == events(first) and "event: end" in events(first)
+
+
+async def test_a_forked_stream_renders_the_conversation_of_its_branch(sdk: LangGraphClient) -> None:
+    """Regenerate and edit (runs from a turn's input state) stream the conversation of their
+    branch, not the one they replace."""
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, QUESTION)
+    await wait(sdk, thread_id, "What was their IP address?")
+    parent = (await sdk.threads.get_history(thread_id, limit=1))[0]["parent_checkpoint"]
+    assert parent is not None
+    edited: dict[str, Any] = {"messages": [{"role": "user", "content": "And the latest phishing threat?"}]}
+    for given, question in (
+        (None, "What was their IP address?"),
+        (edited, "And the latest phishing threat?"),
+    ):
+        parts = [
+            p
+            async for p in sdk.runs.stream(
+                thread_id, "agent", input=given, stream_mode="values", checkpoint=parent
+            )
+        ]
+        streamed = [p.data for p in parts if p.event == "values"][-1]
+        assert contents(streamed) == contents((await sdk.threads.get_state(thread_id))["values"])
+        assert contents(streamed)[: len(first["messages"]) + 1] == [*contents(first), ("human", question)]
+
+
 def first_seen(history: list[Any], message_id: str) -> Any:
     """The oldest state holding a message (how `useStream` finds where a message first appeared)."""
     return next(
@@ -227,6 +296,12 @@ async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> N
         and regenerated["messages"][-1]["id"] != answer["id"]
     )
     assert regenerated["messages"][-1]["content"] == answer["content"]  # the offline model is deterministic
+    # The same question (same id), a new answer: the two answers are siblings of one input state.
+    assert regenerated["messages"][-2]["id"] == second["messages"][-2]["id"]
+    history = await sdk.threads.get_history(thread_id, limit=10)
+    newest = first_seen(history, regenerated["messages"][-1]["id"])
+    assert newest["parent_checkpoint"] == parent
+    assert [h["checkpoint"]["checkpoint_id"] for h in history].count(parent["checkpoint_id"]) == 1
     # Edit the second question: run from the parent of the state where it first appeared.
     question = second["messages"][-2]
     assert question["type"] == "human"
@@ -235,7 +310,7 @@ async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> N
     edited = await sdk.runs.wait(
         thread_id,
         "agent",
-        input={"messages": [{"role": "user", "content": "Who committed the latest phishing threat?"}]},
+        input=user_input("Who committed the latest phishing threat?"),
         checkpoint=before_question,
     )
     assert isinstance(edited, dict)
@@ -248,6 +323,13 @@ async def test_regenerate_and_edit_as_chat_clients_do(sdk: LangGraphClient) -> N
         thread_id, checkpoint_id=first_seen(history, answer["id"])["checkpoint"]["checkpoint_id"]
     )
     assert contents(old["values"]) == contents(second)
+    # Regenerate the edited question's answer: a child of the edited turn's input state.
+    history = await sdk.threads.get_history(thread_id, limit=20)
+    edited_parent = first_seen(history, edited["messages"][-1]["id"])["parent_checkpoint"]
+    again = await sdk.runs.wait(thread_id, "agent", input=None, checkpoint=edited_parent)
+    assert isinstance(again, dict) and contents(again) == contents(edited)
+    history = await sdk.threads.get_history(thread_id, limit=20)
+    assert first_seen(history, again["messages"][-1]["id"])["parent_checkpoint"] == edited_parent
 
 
 async def test_regenerating_the_first_answer_starts_the_thread_over(sdk: LangGraphClient) -> None:
@@ -257,15 +339,21 @@ async def test_regenerating_the_first_answer_starts_the_thread_over(sdk: LangGra
     parent = first_seen(history, first["messages"][-1]["id"])["parent_checkpoint"]
     again = await sdk.runs.wait(thread_id, "agent", input=None, checkpoint=parent)
     assert isinstance(again, dict)
-    assert contents(again) == contents(first) and again["messages"][0]["id"] != first["messages"][0]["id"]
-    assert len(await sdk.threads.get_history(thread_id)) == 4  # two first turns, on two branches
+    assert contents(again) == contents(first)
+    assert again["messages"][0]["id"] == first["messages"][0]["id"]  # the same question
+    assert again["messages"][-1]["id"] != first["messages"][-1]["id"]  # a new answer
+    # Two answers to one question: two first turns on two branches, under one input state.
+    history = await sdk.threads.get_history(thread_id)
+    assert [h["parent_checkpoint"] for h in history if h["next"] == []] == [parent, parent]
+    assert len(history) == 3
 
 
 async def test_a_copied_thread_has_the_whole_history_and_goes_its_own_way(sdk: LangGraphClient) -> None:
     thread_id = (await sdk.threads.create(metadata={"team": "soc"}))["thread_id"]
     await wait(sdk, thread_id, QUESTION)
     second = await wait(sdk, thread_id, "What was their IP address?")
-    copy = await sdk.threads.copy(thread_id)
+    # langgraph-sdk annotates `threads.copy` as returning None; it returns the new thread.
+    copy = cast(Thread, await sdk.threads.copy(thread_id))
     assert copy["thread_id"] != thread_id and copy["metadata"] == {"team": "soc"}
     assert contents(copy["values"]) == contents(second)
     original_history = await sdk.threads.get_history(thread_id)
@@ -295,3 +383,19 @@ async def test_a_scheduled_run_waits_its_time(sdk: LangGraphClient, database_url
             (run["run_id"],),
         ).fetchone()
     assert row == (True, "success")
+
+
+async def test_update_state_adds_messages_as_a_node_would(sdk: LangGraphClient) -> None:
+    thread_id = (await sdk.threads.create())["thread_id"]
+    first = await wait(sdk, thread_id, QUESTION)
+    note = {"type": "ai", "content": "Escalate to the SOC on-call."}
+    updated = await sdk.threads.update_state(thread_id, {"messages": [note]}, as_node="agent")
+    state = await sdk.threads.get_state(thread_id)
+    assert state["checkpoint"]["checkpoint_id"] == updated["checkpoint"]["checkpoint_id"]
+    assert contents(state["values"]) == [*contents(first), ("ai", "Escalate to the SOC on-call.")]
+    # The next turn goes on from it, and the native transcript has it.
+    after = await wait(sdk, thread_id, "thanks")
+    assert contents(after)[: len(first["messages"]) + 1] == contents(state["values"])
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        await sdk.threads.update_state(thread_id, {"messages": [{"type": "nonsense"}]})
+    assert bad.value.response.status_code == 422

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 
-from tests.conftest import unique
+from tests.conftest import scalar, unique
 
 
 async def test_create_get_patch_thread(client: httpx.AsyncClient) -> None:
@@ -81,16 +81,14 @@ async def test_delete_removes_thread_transcript_and_checkpoints(
             await client.post(f"/threads/{thread_id}/messages", json={"content": text})
         ).status_code == 200
     with psycopg.connect(database_url) as conn:
-        key = conn.execute(
-            "SELECT thread_key::text FROM lma_threads WHERE thread_id = %s", (thread_id,)
-        ).fetchone()[0]
+        key = scalar(conn, "SELECT thread_key::text FROM lma_threads WHERE thread_id = %s", (thread_id,))
 
         def counts() -> list[int]:
             return [
-                conn.execute(f"SELECT count(*) FROM {table} WHERE thread_id = %s", (key,)).fetchone()[0]
+                scalar(conn, f"SELECT count(*) FROM {table} WHERE thread_id = %s", (key,))
                 for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
             ] + [
-                conn.execute(f"SELECT count(*) FROM {table} WHERE thread_key = %s", (key,)).fetchone()[0]
+                scalar(conn, f"SELECT count(*) FROM {table} WHERE thread_key = %s", (key,))
                 for table in ("lma_messages", "lma_runs")
             ]
 

@@ -5,6 +5,7 @@ included: they are documented with the ErrorBody model)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import schemathesis
@@ -15,6 +16,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.faults.processes import ServiceProcess, running_service
+
+if TYPE_CHECKING:  # schemathesis defines its OpenAPI case type for type checkers only
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +41,7 @@ def test_the_schema_is_the_one_the_service_serves(service: ServiceProcess) -> No
 
 @schema.parametrize()
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_error_and_responses_match_the_schema(
-    case: schemathesis.Case, service: ServiceProcess
-) -> None:
+def test_no_server_error_and_responses_match_the_schema(case: OpenApiCase, service: ServiceProcess) -> None:
     case.call_and_validate(
         base_url=service.base_url, checks=[not_a_server_error, response_schema_conformance], timeout=60
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -45,9 +45,15 @@ async def _turn(
     )
     config: RunnableConfig = {"configurable": configurable}
     checkpoint_id = ""
-    async for mode, payload in graph.astream(  # type: ignore[call-overload]
-        {"messages": [HumanMessage(text)]}, config, stream_mode=["checkpoints"], durability="exit"
-    ):
+    # Given a list of stream modes, langgraph's astream yields (mode, payload) pairs, though it is
+    # annotated as yielding `dict[str, Any] | Any`.
+    stream = cast(
+        AsyncIterator[tuple[str, Any]],
+        graph.astream(
+            {"messages": [HumanMessage(text)]}, config, stream_mode=["checkpoints"], durability="exit"
+        ),
+    )
+    async for mode, payload in stream:
         assert mode == "checkpoints"
         checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
     return checkpoint_id
@@ -124,7 +130,7 @@ async def test_pending_writes_added_later_are_read_from_the_table(database: Data
         task_id="task-1",
     )
     loaded = await saver.aget_tuple({"configurable": {"thread_id": thread, HEAD_KEY: head}})
-    assert loaded is not None
+    assert loaded is not None and loaded.pending_writes is not None
     assert [(task, channel) for task, channel, _ in loaded.pending_writes] == [("task-1", "messages")]
 
 

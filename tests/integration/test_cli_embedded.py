@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -64,12 +65,13 @@ class Service:
         self.process.kill()
         raise AssertionError("service did not become ready")
 
-    def post(self, thread_id: str, content: str) -> dict:
+    def post(self, thread_id: str, content: str) -> dict[str, Any]:
         response = httpx.post(
             f"{self.url}/threads/{thread_id}/messages", json={"content": content}, timeout=30
         )
         assert response.status_code == 200, response.text
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)

@@ -23,7 +23,7 @@ from app.agent.model_factory import build_model, prepare_model
 from app.agent.tool_factory import check_tool_settings, uc_function_tools
 from app.settings import ModelSettings, ToolSettings
 from tests.conftest import free_port, make_settings, running_app, unique
-from tests.fakes import FakeChatServer, Reply, RotatingDatabricksCredentials
+from tests.fakes import FakeChatServer, Reply, RotatingDatabricksCredentials, Script
 from tests.integration.test_llm_providers import FOLLOW_UP, QUESTION, answer_from_memory, routine
 from tests.sse import parse_sse
 
@@ -139,7 +139,7 @@ async def test_missing_extra_is_named_and_auto_falls_back(monkeypatch: pytest.Mo
 
 
 def test_incomplete_model_settings_name_what_to_set() -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"provider": "openai", "name": "m"}, "OPENAI_BASE_URL"),
         ({"provider": "openai", "base_url": "localhost:8000"}, "must start with http"),
         ({"provider": "openai", "base_url": "http://x/v1"}, "MODEL_NAME"),
@@ -202,7 +202,7 @@ PLAYBOOKS = {
 async def test_vector_search_index_adds_a_retriever_tool_the_model_can_call(
     database_url: str, databricks_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = [
+    script: list[Script] = [
         Reply(tool_calls=[("playbooks", {"query": "how to respond to malware"})]),
         lambda r: Reply(text=f"Playbook says: {r.tool_results()[-1]}"),
     ]

@@ -28,7 +28,7 @@ async def answer(client: httpx.AsyncClient, content: str, headers: dict[str, str
     return str(sent.json()["messages"][-1]["content"])
 
 
-def _api_keys() -> dict[str, str]:
+def _api_keys() -> dict[str, object]:
     # Alice is an admin only so that she may read /metrics.
     return {
         "mode": "api_key",

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from app.lifespan import open_resources
-from tests.conftest import make_settings, running_app, unique
+from tests.conftest import make_settings, running_app, scalar, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Who committed the latest malware threat?"
@@ -33,9 +33,7 @@ def age(database_url: str, schema: str, thread_id: str, seconds: int) -> None:
 def checkpoint_rows(database_url: str, schema: str, thread_key: str) -> int:
     with psycopg.connect(database_url) as conn:
         return sum(
-            conn.execute(
-                f"SELECT count(*) FROM {schema}.{table} WHERE thread_id = %s", (thread_key,)
-            ).fetchone()[0]
+            scalar(conn, f"SELECT count(*) FROM {schema}.{table} WHERE thread_id = %s", (thread_key,))
             for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
         )
 
@@ -43,9 +41,7 @@ def checkpoint_rows(database_url: str, schema: str, thread_key: str) -> int:
 def thread_key(database_url: str, schema: str, thread_id: str) -> str:
     with psycopg.connect(database_url) as conn:
         return str(
-            conn.execute(
-                f"SELECT thread_key FROM {schema}.lma_threads WHERE thread_id = %s", (thread_id,)
-            ).fetchone()[0]
+            scalar(conn, f"SELECT thread_key FROM {schema}.lma_threads WHERE thread_id = %s", (thread_id,))
         )
 
 
@@ -160,9 +156,7 @@ async def test_deleting_a_thread_mid_turn_cannot_resurrect_it(database_url: str)
         ).status_code == 200
         with psycopg.connect(database_url) as conn:
             old_key = str(
-                conn.execute(
-                    "SELECT thread_key FROM lma_threads WHERE thread_id = %s", (thread_id,)
-                ).fetchone()[0]
+                scalar(conn, "SELECT thread_key FROM lma_threads WHERE thread_id = %s", (thread_id,))
             )
         running = asyncio.create_task(
             client.post(

@@ -47,7 +47,9 @@ async def start_background(
     return run
 
 
-async def read_stream(base: str, path: str, *, stop_after: int | None = None, **headers: str) -> list[Frame]:
+async def read_stream(
+    base: str, path: str, *, stop_after: int | None = None, headers: dict[str, str] | None = None
+) -> list[Frame]:
     """The frames of a run's stream; with `stop_after`, the client drops after that many."""
     text = ""
     async with (
@@ -77,7 +79,7 @@ async def test_a_run_is_joined_and_resumed_from_another_process(
     assert live[-1][0] == "done" and "token" in [f[0] for f in live]
     assert [f[1] for f in live] == [f"{run['run_id']}:{i}" for i in range(1, len(live) + 1)]
     # The dropped client resumes on A with the id it saw last: exactly the rest, once each.
-    rest = await read_stream(a.base_url, path, **{"Last-Event-ID": dropped[-1][1]})
+    rest = await read_stream(a.base_url, path, headers={"Last-Event-ID": dropped[-1][1]})
     assert dropped + rest == live
     # Replayed later, from either process: the same stream.
     assert await read_stream(a.base_url, path) == live == await read_stream(b.base_url, path)

@@ -10,6 +10,7 @@ from typing import Any
 import mlflow.tracing
 import psycopg
 import pytest
+from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 from app.serving.agent import MemoryResponsesAgent, ServingError
 from app.settings import ServingSettings, Settings
@@ -31,8 +32,15 @@ def no_tracing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     mlflow.tracing.enable()
 
 
-def _ask(content: str, **fields: Any) -> dict[str, Any]:
-    return {"input": [{"role": "user", "content": content}], **fields}
+def _ask(content: str, **fields: Any) -> ResponsesAgentRequest:
+    # What MLflow's wrapper of `predict` makes of the request's JSON body.
+    return ResponsesAgentRequest(input=[{"role": "user", "content": content}], **fields)
+
+
+def _thread(response: ResponsesAgentResponse) -> str:
+    assert response.custom_outputs is not None
+    thread_id: str = response.custom_outputs["thread_id"]
+    return thread_id
 
 
 def _owner(database_url: str, thread_id: str) -> str | None:
@@ -78,13 +86,13 @@ def test_threads_belong_to_the_serving_owner_unless_the_request_user_is_trusted(
     try:
         # An untrusted user id changes nothing.
         ignored = plain.predict(_ask("hi", context={"user_id": "mallory"}))
-        assert _owner(database_url, ignored.custom_outputs["thread_id"]) == owner
+        assert _owner(database_url, _thread(ignored)) == owner
         named = trusting.predict(_ask("hi", context={"user_id": "alice@example.com"}))
-        assert _owner(database_url, named.custom_outputs["thread_id"]) == "alice@example.com"
+        assert _owner(database_url, _thread(named)) == "alice@example.com"
         custom = trusting.predict(_ask("hi", custom_inputs={"user": "bob@example.com"}))
-        assert _owner(database_url, custom.custom_outputs["thread_id"]) == "bob@example.com"
+        assert _owner(database_url, _thread(custom)) == "bob@example.com"
         anonymous = trusting.predict(_ask("hi"))
-        assert _owner(database_url, anonymous.custom_outputs["thread_id"]) == owner
+        assert _owner(database_url, _thread(anonymous)) == owner
     finally:
         plain.close()
         trusting.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import pytest
 from langchain_core.messages import (
     AIMessage,
@@ -303,6 +305,11 @@ async def test_bound_model_returns_the_tool_call() -> None:
     assert model.invoke([HumanMessage("What is the latest ddos threat?")]).tool_calls == answer.tool_calls
 
 
+def are_chunks(messages: list[AIMessage]) -> TypeGuard[list[AIMessageChunk]]:
+    """Whether a stream yielded only chunks (so they add up to one message)."""
+    return all(isinstance(m, AIMessageChunk) for m in messages)
+
+
 async def test_streamed_answer_equals_the_invoked_answer() -> None:
     model = OfflineChatModel().bind_tools(BOUND_TOOLS)
     messages = run_routine("Who committed the latest brute force threat?")[:-1]
@@ -310,7 +317,7 @@ async def test_streamed_answer_equals_the_invoked_answer() -> None:
     assert isinstance(invoked.content, str) and USER in invoked.content
     chunks = [chunk async for chunk in model.astream(messages)]
     assert len(chunks) > 3
-    assert all(isinstance(c, AIMessageChunk) for c in chunks)
+    assert are_chunks(chunks)
     assert "".join(str(c.content) for c in chunks) == invoked.content
     assert not any(c.tool_call_chunks for c in chunks)
     sync_chunks = list(model.stream(messages))
@@ -335,6 +342,7 @@ async def test_streamed_tool_call_turn_has_tool_call_chunks() -> None:
     messages: list[BaseMessage] = [HumanMessage("Who committed the latest brute force threat?")]
     invoked = await model.ainvoke(messages)
     chunks = [chunk async for chunk in model.astream(messages)]
+    assert are_chunks(chunks)
     with_calls = [c for c in chunks if isinstance(c, AIMessageChunk) and c.tool_call_chunks]
     assert with_calls
     first = with_calls[0].tool_call_chunks[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 from app.agent.messages import stored_to_langchain
 from app.api.protocol.shapes import lc_message
@@ -29,3 +30,29 @@ def test_message_dicts_match_langchain() -> None:
     ]
     for row in rows:
         assert lc_message(row) == stored_to_langchain(row).model_dump()
+
+
+async def test_a_token_frame_is_the_chunk_and_its_metadata() -> None:
+    import json
+
+    from app.api.protocol.stream import ProtocolStream
+    from app.services.events import RunEvent, TokenDelta
+
+    async def one() -> AsyncIterator[RunEvent]:
+        yield RunEvent(seq=1, event=TokenDelta(message_id="m1", delta='He said "hi" \\u00e9\n', node="model"))
+
+    stream = ProtocolStream(run_id="r1", thread_id="t1", modes=["messages-tuple"], prior=[])
+    frames = [f async for f in stream.frames(one())]
+    assert json.loads(frames[-1].data) == [
+        {
+            "type": "AIMessageChunk",
+            "content": 'He said "hi" \\u00e9\n',
+            "id": "m1",
+            "additional_kwargs": {},
+            "response_metadata": {},
+            "tool_calls": [],
+            "invalid_tool_calls": [],
+        },
+        {"langgraph_node": "model", "run_id": "r1", "thread_id": "t1"},
+    ]
+    assert frames[-1].id == "r1:1"

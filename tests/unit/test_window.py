@@ -20,10 +20,16 @@ def turn(i: int) -> list[AnyMessage]:
     return [HumanMessage(f"q{i}"), call(f"c{i}"), result(f"c{i}"), AIMessage(f"a{i}")]
 
 
+def text(message: AnyMessage) -> str:
+    """A message's text, or for a bare tool call the call's id."""
+    if shown := str(message.content):
+        return shown
+    assert isinstance(message, AIMessage)
+    return f"call:{message.tool_calls[0]['id']}"
+
+
 def texts(messages: list[AnyMessage]) -> list[str]:
-    return [
-        str(m.content) or f"call:{m.tool_calls[0]['id']}" for m in messages if not isinstance(m, ToolMessage)
-    ]
+    return [text(m) for m in messages if not isinstance(m, ToolMessage)]
 
 
 def test_complete_exchanges_are_left_alone() -> None:
@@ -95,13 +101,13 @@ def test_window_never_separates_a_call_from_its_results() -> None:
 
 
 def test_the_turn_being_answered_is_shown_whole_even_over_budget() -> None:
-    current = [HumanMessage("q"), call("a"), result("a"), call("b"), result("b")]
+    current: list[AnyMessage] = [HumanMessage("q"), call("a"), result("a"), call("b"), result("b")]
     shown = window([*turn(1), *current], max_messages=2)
     assert shown == current
 
 
 def test_token_budget_drops_older_turns() -> None:
-    long_turn = [HumanMessage("x " * 2000), AIMessage("y " * 2000)]
+    long_turn: list[AnyMessage] = [HumanMessage("x " * 2000), AIMessage("y " * 2000)]
     messages = [*long_turn, *turn(2), HumanMessage("q3")]
     shown = window(messages, max_messages=100, max_tokens=500)
     assert texts(shown) == ["q2", "call:c2", "a2", "q3"]

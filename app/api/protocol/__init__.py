@@ -19,5 +19,5 @@ def protocol_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["agent protocol"])
     router.include_router(system.router)
     router.include_router(threads.router)
-    router.include_router(runs.build_router(PREFIX))
+    router.include_router(runs.build_router())
     return router

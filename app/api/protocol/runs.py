@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -15,9 +16,12 @@ from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep,
 from app.api.protocol.shapes import RunCreate, new_thread_id, run_json
 from app.api.protocol.stream import ProtocolStream
 from app.api.protocol.threads import thread_values
-from app.api.protocol.turn_states import fork_point
+from app.api.protocol.turn_states import fork_point, split
 from app.api.schemas import RunCancelMany
 from app.errors import InvalidInput, ThreadNotFound
+from app.memory.runs import FROM_START
+from app.memory.threads import ThreadRecord
+from app.memory.transcript import StoredMessage
 from app.services.run_model import RunQuery, RunStatus, TurnRequest
 from app.services.runs import RunHandle, RunService
 from app.services.threads import ThreadService
@@ -29,9 +33,25 @@ ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN)]
 PING_SECONDS = 15
 
 
-def _paths(prefix: str, thread_id: str, run_id: str) -> tuple[str, str]:
-    run = f"{prefix}/threads/{thread_id}/runs/{run_id}"
-    return run, f"{run}/stream"
+def _paths(thread_id: str, run_id: str, modes: list[str] | None = None) -> tuple[str, str]:
+    """A run's path and its stream's in `modes`, relative to the protocol's root: the SDKs
+    rejoin a dropped stream at their base URL (`.../lg`) + `Location`, sending no modes of
+    their own, so the stream's path names the modes the client asked for."""
+    run = f"/threads/{thread_id}/runs/{run_id}"
+    query = f"?{urlencode({'stream_mode': modes}, doseq=True)}" if modes else ""
+    return run, f"{run}/stream{query}"
+
+
+async def _starting_conversation(
+    threads: ThreadService, record: ThreadRecord, fork: str | None
+) -> list[StoredMessage]:
+    """The conversation a run starts from: the thread's, or a fork's (edit, regenerate) at its
+    fork point, so that the run's streamed `values` are that branch's."""
+    if fork is None:
+        return await threads.conversation(record)
+    if fork == FROM_START:
+        return []
+    return (await threads.checkpoint_state(record, fork))[1]
 
 
 async def _submit(
@@ -50,7 +70,8 @@ async def _submit(
     body.modes()
     fork = body.fork_from()
     prior: list[Any] = []
-    messages: list[tuple[str, str]] = []
+    question: list[StoredMessage] = []
+    asked = fork  # what the client named, before it is resolved
     if thread_id is None:
         thread_id = new_thread_id()
     else:
@@ -59,11 +80,13 @@ async def _submit(
             raise ThreadNotFound(thread_id)
         if record is not None and fork is not None:
             # A client's fork point (a turn's input state) is a checkpoint and maybe a question.
-            fork, messages = await fork_point(threads, record, fork)
+            fork, question = await fork_point(threads, record, fork)
         if record is not None and stream:
-            prior = await threads.conversation(record)
-    if body.input is not None or not messages:
-        messages = body.messages()
+            prior = await _starting_conversation(threads, record, fork)
+    # A run from a turn's input state with no new input re-asks that turn's question (its
+    # messages, ids included): a regenerated answer, a sibling of the turn's own.
+    regenerates = split(asked)[0] if asked is not None and question and body.input is None else None
+    messages = [(m.role, m.content) for m in question] if regenerates else body.messages()
     check_turn_messages(messages, limits)
     handle = await runs.submit(
         TurnRequest(
@@ -77,6 +100,8 @@ async def _submit(
             stream=stream,
             assistant_id=served.assistant_id,
             after_seconds=body.after_seconds,
+            regenerates=regenerates,
+            input_ids=tuple(m.message_id for m in question) if regenerates else None,
         )
     )
     return thread_id, handle, prior
@@ -97,7 +122,6 @@ def _until_end(frames: AsyncIterator[Frame], on_disconnect: Any | None) -> Async
 
 
 def _stream_response(
-    prefix: str,
     thread_id: str,
     handle: RunHandle,
     body: RunCreate,
@@ -107,15 +131,14 @@ def _stream_response(
 ) -> Response:
     run_id = handle.run.run_id
     renderer = ProtocolStream(run_id=run_id, thread_id=thread_id, modes=body.modes(), prior=prior)
-    frames = renderer.frames(handle.events(), resumed=False)
+    frames = renderer.frames(handle.events())
     cancel = (lambda: runs.cancel_soon(owner, run_id)) if body.on_disconnect == "cancel" else None
-    run_path, stream_path = _paths(prefix, thread_id, run_id)
+    run_path, stream_path = _paths(thread_id, run_id, body.modes())
     headers = {"Content-Location": run_path, "Location": stream_path}
     return frames_response(_until_end(frames, cancel), headers=headers, ping_seconds=PING_SECONDS)
 
 
-def build_router(prefix: str) -> APIRouter:
-    """The run routes under `prefix` (their Location headers name it)."""
+def build_router() -> APIRouter:
     routes = APIRouter()
 
     @routes.post("/threads/{thread_id}/runs")
@@ -132,7 +155,7 @@ def build_router(prefix: str) -> APIRouter:
         tid, handle, _ = await _submit(
             thread_id, body, owner, runs, threads, limits, background=True, stream=False
         )
-        run_path, stream_path = _paths(prefix, tid, handle.run.run_id)
+        run_path, stream_path = _paths(tid, handle.run.run_id)
         return JSONResponse(
             run_json(handle.run), headers={"Content-Location": run_path, "Location": stream_path}
         )
@@ -150,7 +173,7 @@ def build_router(prefix: str) -> APIRouter:
         tid, handle, prior = await _submit(
             thread_id, body, owner, runs, threads, limits, background=False, stream=True
         )
-        return _stream_response(prefix, tid, handle, body, prior, owner, runs)
+        return _stream_response(tid, handle, body, prior, owner, runs)
 
     @routes.post("/threads/{thread_id}/runs/wait")
     @routes.post("/runs/wait", include_in_schema=False)
@@ -169,7 +192,7 @@ def build_router(prefix: str) -> APIRouter:
         )
         await handle.result()
         record = await threads.get(owner, tid)
-        run_path, _ = _paths(prefix, tid, handle.run.run_id)
+        run_path, _ = _paths(tid, handle.run.run_id)
         values = await thread_values(record, threads, hosted)
         return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
 
@@ -221,16 +244,19 @@ def build_router(prefix: str) -> APIRouter:
         record = await runs.record(owner, thread_id, run_id)
         modes = [m for m in stream_mode or [] if m] or ["values", "updates", "messages-tuple"]
         body = RunCreate(stream_mode=modes, on_disconnect="cancel" if cancel_on_disconnect else "continue")
-        after = last_event_id(last_event_id_header, str(record.run_id))
+        # useStream rejoins with `-1`: LangGraph's server reads it as "from the first event".
+        from_start = last_event_id_header is None or last_event_id_header.strip() == "-1"
+        after = 0 if from_start else last_event_id(last_event_id_header, str(record.run_id))
         renderer = ProtocolStream(
             run_id=str(record.run_id),
             thread_id=thread_id,
             modes=body.modes(),
             prior=await threads.before_run(record),
         )
-        frames = renderer.frames(runs.follow(record.run_id, after=after), resumed=after > 0)
+        # From the first event, so that `values` after the resumed one hold the whole conversation.
+        frames = renderer.frames(runs.follow(record.run_id, after=0), after=after)
         cancel = (lambda: runs.cancel_soon(owner, str(record.run_id))) if cancel_on_disconnect else None
-        run_path, stream_path = _paths(prefix, thread_id, str(record.run_id))
+        run_path, stream_path = _paths(thread_id, str(record.run_id), modes)
         return frames_response(
             _until_end(frames, cancel),
             headers={"Content-Location": run_path, "Location": stream_path},

@@ -32,6 +32,7 @@ _CHUNK_FIELDS: dict[str, Any] = {
     "tool_calls": [],
     "invalid_tool_calls": [],
 }
+_CHUNK_TAIL = "," + encode(_CHUNK_FIELDS)[1:]  # the chunk's constant fields, closing its object
 
 
 def _tool_message(event: ToolResult) -> dict[str, Any]:
@@ -55,12 +56,22 @@ class ProtocolStream:
         # Each message encoded once: a `values` frame resends the whole, growing list.
         self._encoded = [encode(lc_message(m)) for m in prior]
         self._partial: dict[str, str] = {}
+        self._encoded_meta: dict[str, str] = {}
 
     def _values(self) -> RawJson:
         return RawJson('{"messages":[' + ",".join(self._encoded) + "]}")
 
     def _meta(self, node: str) -> dict[str, Any]:
         return {"langgraph_node": node, "run_id": self._run_id, "thread_id": self._thread_id}
+
+    def _token_frame(self, event: TokenDelta) -> RawJson:
+        meta = self._encoded_meta.get(event.node)
+        if meta is None:
+            meta = self._encoded_meta[event.node] = encode(self._meta(event.node))
+        head = (
+            '[{"type":"AIMessageChunk","content":' + encode(event.delta) + ',"id":' + encode(event.message_id)
+        )
+        return RawJson(head + _CHUNK_TAIL + "," + meta + "]")
 
     def _message_frames(self, message: dict[str, Any], node: str) -> list[tuple[str, Any]]:
         """Frames for a message a step completed (and the state after it)."""
@@ -85,16 +96,12 @@ class ProtocolStream:
             text = self._partial.get(event.message_id, "") + event.delta
             self._partial[event.message_id] = text
             frames: list[tuple[str, Any]] = []
-            chunk = {
-                "type": "AIMessageChunk",
-                "content": event.delta,
-                "id": event.message_id,
-                **_CHUNK_FIELDS,
-            }
             if "messages-tuple" in self._modes:
-                frames.append(("messages", [chunk, self._meta(event.node)]))
+                # The hottest frame of a stream (one per token): its constant parts encoded once.
+                frames.append(("messages", self._token_frame(event)))
             if "messages" in self._modes:
-                frames.append(("messages/partial", [{**chunk, "type": "ai", "content": text}]))
+                partial = {"type": "ai", "content": text, "id": event.message_id, **_CHUNK_FIELDS}
+                frames.append(("messages/partial", [partial]))
             return frames
         if isinstance(event, MessageCompleted):
             return self._message_frames(lc_message(event.message), event.node)
@@ -108,11 +115,13 @@ class ProtocolStream:
             return [("end", None)]
         return []  # a tool call is shown by its AI message
 
-    async def frames(self, events: AsyncIterator[RunEvent], *, resumed: bool) -> AsyncIterator[Frame]:
+    async def frames(self, events: AsyncIterator[RunEvent], *, after: int = 0) -> AsyncIterator[Frame]:
+        """The frames of a run's events from its first, sending those after event `after` only:
+        a stream resumed there still renders the whole conversation in its `values`."""
         yield Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})
         async for item in events:
             rendered = self._frames(item)
-            if resumed and isinstance(item.event, RunStarted):
+            if item.seq <= after:
                 continue
             for index, (name, data) in enumerate(rendered):
                 last = index == len(rendered) - 1

@@ -8,12 +8,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, ThreadsDep
-from app.api.protocol.shapes import empty_state, new_thread_id, state_json, thread_json, values_of
+from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, RunsDep, ThreadsDep
+from app.api.protocol.shapes import (
+    checkpoint_ref,
+    empty_state,
+    new_thread_id,
+    state_json,
+    thread_json,
+    values_of,
+)
 from app.api.protocol.turn_states import input_state_json, split, turn_state_json, turn_states
-from app.errors import ThreadExists
+from app.errors import InvalidInput, ThreadExists
 from app.memory.threads import ThreadRecord
 from app.services.hosted_state import HostedState
+from app.services.run_model import StateUpdate, TurnRequest
 from app.services.storable import check_metadata, check_servable_json
 from app.services.threads import ThreadService
 
@@ -126,6 +134,40 @@ async def update_thread(
 async def delete_thread(thread_id: ThreadId, owner: OwnerDep, threads: ThreadsDep) -> Response:
     await threads.delete(owner, thread_id)
     return Response(status_code=204)
+
+
+class StateUpdateBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str | None = Field(default=None, max_length=128)
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = Field(default=None, max_length=64)
+
+
+@router.post("/threads/{thread_id}/state")
+async def update_state(
+    thread_id: ThreadId, body: StateUpdateBody, owner: OwnerDep, threads: ThreadsDep, runs: RunsDep
+) -> dict[str, Any]:
+    """Change the thread's state as a node would, without running the model; it is committed
+    like a turn (one turn at a time still holds), and its messages join the transcript."""
+    record = await threads.get(owner, thread_id)
+    if not isinstance(body.values, dict):
+        raise InvalidInput("`values` must be an object of state keys (a list of updates is not supported).")
+    check_servable_json(body.values, where="values")
+    fork = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    handle = await runs.submit(
+        TurnRequest(
+            owner=owner,
+            thread_id=thread_id,
+            messages=[],
+            checkpoint_id=split(fork)[0] if isinstance(fork, str) else None,
+            assistant_id=record.graph_id or runs.catalog.default.name,
+            state_update=StateUpdate(values=body.values, as_node=body.as_node),
+        )
+    )
+    result = await handle.result()
+    return {"checkpoint": checkpoint_ref(thread_id, result.checkpoint_id)}
 
 
 @router.get("/threads/{thread_id}/state")

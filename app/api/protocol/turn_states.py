@@ -46,9 +46,13 @@ def question_of(record: CheckpointRecord, conversation: list[StoredMessage]) -> 
 def turn_state_json(
     thread_id: str, record: CheckpointRecord, conversation: list[StoredMessage]
 ) -> dict[str, Any]:
-    """A turn's checkpoint; its parent is its input state (when the turn is known)."""
+    """A turn's checkpoint; its parent is its input state (when the turn is known), or, for a
+    regenerated answer, the input state of the turn it asked again (so the answers to one
+    question are siblings, as clients draw branches)."""
     state = state_json(thread_id, record, values_of(conversation))
-    if record.start_seq is not None:
+    if record.regenerates is not None:
+        state["parent_checkpoint"] = checkpoint_ref(thread_id, record.regenerates + INPUT_SUFFIX)
+    elif record.start_seq is not None:
         state["parent_checkpoint"] = checkpoint_ref(thread_id, record.checkpoint_id + INPUT_SUFFIX)
     return state
 
@@ -72,14 +76,14 @@ def turn_states(
 ) -> list[dict[str, Any]]:
     """A turn in the history, newest first: its checkpoint, then its input state."""
     states = [turn_state_json(thread_id, record, conversation)]
-    if record.start_seq is not None:
+    if record.start_seq is not None and record.regenerates is None:
         states.append(input_state_json(thread_id, record, conversation))
     return states
 
 
 async def fork_point(
     threads: ThreadService, thread: ThreadRecord, checkpoint_id: str
-) -> tuple[str, list[tuple[str, str]]]:
+) -> tuple[str, list[StoredMessage]]:
     """Where a run from `checkpoint_id` starts, and (for an input state) the turn's question."""
     turn_id, is_input = split(checkpoint_id)
     if not is_input:
@@ -87,5 +91,4 @@ async def fork_point(
     record, conversation = await threads.checkpoint_state(thread, turn_id)
     if record.start_seq is None:
         raise CheckpointNotFound(thread.thread_id, checkpoint_id)
-    question = [(m.role, m.content) for m in question_of(record, conversation)]
-    return record.parent_checkpoint_id or FROM_START, question
+    return record.parent_checkpoint_id or FROM_START, question_of(record, conversation)
