@@ -21,7 +21,7 @@ from pydantic import AliasChoices, ValidationError
 
 from app.agent.model_errors import ModelConfigError
 from app.observability.logging import configure_logging
-from app.settings import AuthMode, Settings
+from app.settings import AuthMode, EmbeddingProvider, Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -193,6 +193,11 @@ async def _init_db(settings: Settings, *, sample_data: bool) -> int:
 
     async with open_database(settings.database, settings.lakebase) as database:
         await migrate(database.pool, PooledPostgresSaver(database.pool), schema=settings.database.schema_name)
+        if settings.memory.enabled and settings.memory.embedding_provider is not EmbeddingProvider.NONE:
+            from app.agent.embeddings import embedding_dims
+            from app.memory.longterm_schema import ensure_vector_index
+
+            await ensure_vector_index(database.pool, dims=embedding_dims(settings.memory), create=True)
         if sample_data:
             inserted = await load_sample_data(database.pool)
             print(f"sample data: {inserted} rows inserted")

@@ -187,6 +187,19 @@ class TurnTimeout(ServiceError):
     code = "turn_timeout"
 
 
+class MemoryNotFound(ServiceError):
+    status_code = 404
+    code = "memory_not_found"
+
+
+class LongTermMemoryOff(ServiceError):
+    status_code = 404
+    code = "long_term_memory_off"
+
+    def __init__(self) -> None:
+        super().__init__("Long-term memory is off on this service (LONG_TERM_MEMORY=false).")
+
+
 class ServiceUnavailable(ServiceError):
     status_code = 503
     code = "service_unavailable"

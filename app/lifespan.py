@@ -43,6 +43,8 @@ from app.services.feedback import FeedbackService
 from app.services.graphs import GraphCatalog
 from app.services.history_cache import HistoryCache
 from app.services.hosted_state import HostedState
+from app.services.memories import MemoryService
+from app.services.memory_setup import open_long_term_memory
 from app.services.run_queue import RunQueue
 from app.services.run_stream import LogFollower
 from app.services.runs import RunService
@@ -63,6 +65,7 @@ class Resources:
     retention: Retention
     metrics: Metrics
     checkpointer: PooledPostgresSaver
+    memories: MemoryService
 
 
 @asynccontextmanager
@@ -89,8 +92,13 @@ async def open_resources(
             await check_schema(pool)
         if settings.database.load_sample_data:
             await load_sample_data(pool)
+        memory = await open_long_term_memory(
+            settings.memory, pool, migrate=settings.database.migrate, workspace=workspace, metrics=metrics
+        )
         if tools is None:
             tools = await build_tools(settings.tools, pool=pool, workspace=workspace)
+        if memory is not None:
+            tools = [*tools, *memory.tools]
         graph = build_graph(
             model=model or await prepare_model(settings.model, workspace=workspace),
             tools=list(tools),
@@ -99,12 +107,14 @@ async def open_resources(
             history=HistoryWindow(settings.model.max_history_messages, settings.model.max_history_tokens),
             tool_timeout=settings.tools.timeout_seconds,
             observer=GraphMetrics(metrics, settings.model.provider),
+            store=memory.graph_store if memory is not None else None,
+            recall=memory.recall if memory is not None else None,
         )
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)
         transcript = Transcript(pool)
         hosted = [
-            load_graph(source, saver)
+            load_graph(source, saver, store=memory.graph_store if memory is not None else None)
             for source in graph_sources(settings.graphs.config, settings.graphs.graphs)
         ]
         runs = build_run_service(
@@ -125,6 +135,7 @@ async def open_resources(
             compact_idle=settings.retention.compact_idle_seconds,
             batch=settings.retention.sweep_batch,
             events_ttl=settings.runs.events_ttl_seconds,
+            memories=memory.store if memory is not None else None,
         )
         runs.start()
         try:
@@ -138,9 +149,12 @@ async def open_resources(
                 retention=retention,
                 metrics=metrics,
                 checkpointer=saver,
+                memories=MemoryService(memory, settings.memory),
             )
         finally:
             await runs.drain()
+            if memory is not None:
+                await memory.close()
 
 
 def build_run_service(

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from app.api import feedback, health, history, invocations, messages, operations, runs, threads
+from app.api import feedback, health, history, invocations, messages, operations, runs, store, threads
 from app.api.guards import BodyGuard, ConcurrencyCap, RejectNul
 from app.api.protocol import protocol_router
 from app.api.ui import mount_ui
@@ -44,7 +44,7 @@ def create_app(
     app.state.workspace = workspace
     app.state.metrics = Metrics(registry)
     install_error_handlers(app)
-    for module in (threads, messages, runs, history, feedback, health, operations):
+    for module in (threads, messages, runs, history, feedback, health, operations, store):
         app.include_router(module.router)
     app.include_router(invocations.router)
     app.include_router(protocol_router())

@@ -16,6 +16,8 @@ from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.database_url import database_url_problem
+from app.memory_settings import EmbeddingProvider as EmbeddingProvider
+from app.memory_settings import MemorySettings as MemorySettings
 
 
 def _split_csv(value: object) -> object:
@@ -419,3 +421,4 @@ class Settings(_Group):
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     graphs: GraphSettings = Field(default_factory=GraphSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)

@@ -33,6 +33,7 @@ from app.settings import (
     GraphSettings,
     LakebaseSettings,
     LimitSettings,
+    MemorySettings,
     ModelSettings,
     RetentionSettings,
     RunSettings,
@@ -63,6 +64,43 @@ def mlflow_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> It
     patch.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def long_term_memory_off_by_default() -> Iterator[None]:
+    """The session server may lack pgvector (the local PostgreSQL 15 does): tests, and the
+    processes they start, run with long-term memory off unless they turn it on with a database
+    from `vector_database_url`."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LONG_TERM_MEMORY", "false")
+    yield
+    patch.undo()
+
+
+def _has_pgvector(url: str) -> bool:
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    return row is not None
+
+
+@pytest.fixture(scope="session")
+def vector_admin_url(admin_url: str) -> Iterator[str]:
+    """A maintenance database on a server with pgvector: the session server when it has it,
+    else the embedded PostgreSQL (which ships pgvector)."""
+    if _has_pgvector(admin_url):
+        yield admin_url
+        return
+    try:
+        yield from _embedded_server("lma-test-pgv-")
+    except _EmbeddedDidNotStart as exc:  # only where the embedded server cannot run at all
+        pytest.skip(f"no PostgreSQL with pgvector: the embedded server did not start ({exc.__cause__})")
+
+
+@pytest.fixture(scope="session")
+def vector_database_url(vector_admin_url: str) -> Iterator[str]:
+    """A fresh database with pgvector available (long-term memory tests)."""
+    with scratch_database(vector_admin_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def admin_url() -> Iterator[str]:
     """A URL to a maintenance database on a server the tests may create databases on."""
@@ -73,10 +111,23 @@ def admin_url() -> Iterator[str]:
     if _reachable(LOCAL_SERVER):
         yield LOCAL_SERVER
         return
+    yield from _embedded_server("lma-test-pg-")
+
+
+class _EmbeddedDidNotStart(RuntimeError):
+    pass
+
+
+def _embedded_server(prefix: str) -> Iterator[str]:
+    """The URL of an embedded PostgreSQL in a temporary folder, stopped and removed after."""
     from app.memory.embedded import start_embedded
 
-    folder = Path(tempfile.mkdtemp(prefix="lma-test-pg-", dir="/var/tmp" if os.geteuid() == 0 else None))
-    server = start_embedded(folder / "pgdata")
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp" if os.geteuid() == 0 else None))
+    try:
+        server = start_embedded(folder / "pgdata")
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise _EmbeddedDidNotStart() from exc
     try:
         yield server.uri
     finally:
@@ -121,6 +172,7 @@ def make_settings(database_url: str | None, **groups: Any) -> Settings:
         retention=RetentionSettings(**groups.pop("retention", {})),
         tools=ToolSettings(**groups.pop("tools", {})),
         graphs=GraphSettings(**groups.pop("graphs", {})),
+        memory=MemorySettings(**groups.pop("memory", {})),
     )
     assert not groups, f"unknown settings groups: {sorted(groups)}"
     return settings

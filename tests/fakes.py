@@ -263,6 +263,20 @@ def chat_request_problems(body: dict[str, Any]) -> list[str]:
     return problems
 
 
+async def serve_on_loopback(app: Starlette) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+    """Serve `app` on a free port of 127.0.0.1; returns the server, its task and its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, f"http://127.0.0.1:{port}"
+
+
 class FakeChatServer:
     """An OpenAI-compatible chat-completions server on 127.0.0.1, also answering Databricks'
     serving-endpoint paths (`/serving-endpoints/chat/completions`, `.../<name>/invocations`,
@@ -314,17 +328,7 @@ class FakeChatServer:
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             ]
         )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._server, self._task, self.base_url = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

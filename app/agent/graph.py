@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -24,11 +24,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.store.base import BaseStore
 
 # typing_extensions: pydantic builds the graph's JSON schemas (served to protocol clients)
 # from it, and refuses typing.TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
+from app.agent.memory_tools import MemoryRecall
 from app.agent.model_errors import as_model_call_error
 from app.agent.tool_calls import current_turn, steps_exhausted, stop_repeating, tool_runner
 from app.agent.window import HistoryWindow
@@ -45,6 +47,14 @@ TOOLS_NODE = "tools"
 
 class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
+
+
+def _user_text(messages: Sequence[AnyMessage]) -> str:
+    """The turn's latest user message, the query of its recall."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
 
 
 class GraphObserver(Protocol):
@@ -65,10 +75,13 @@ def build_graph(
     history: HistoryWindow | None = None,
     tool_timeout: float | None = None,
     observer: GraphObserver | None = None,
+    store: BaseStore | None = None,
+    recall: MemoryRecall | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """`history`: what the model sees of a thread (default `HistoryWindow()`); `tool_timeout`:
     seconds a tool may take before its result is "<tool> failed" (None: no limit); `observer`:
-    told about each model and tool call."""
+    told about each model and tool call; `store`: the long-term store nodes and tools get (scoped
+    to the run's owner); `recall`: memories offered to the model with the user's message."""
     bound = model.bind_tools(list(tools))
     system = SystemMessage(content=system_prompt)
     window = history or HistoryWindow()
@@ -77,7 +90,13 @@ def build_graph(
         started = time.perf_counter()
         try:
             earlier = (config.get("configurable") or {}).get(HISTORY_KEY, [])
-            response = await bound.ainvoke([system, *window.apply([*earlier, *state["messages"]])], config)
+            preamble: list[AnyMessage] = [system]
+            if recall is not None:
+                run = (config.get("metadata") or {}).get("run_id")
+                memories = await recall.recall(_user_text(state["messages"]), run=run and str(run))
+                if memories:
+                    preamble.append(recall.message(memories))
+            response = await bound.ainvoke([*preamble, *window.apply([*earlier, *state["messages"]])], config)
         except Exception as exc:
             if observer is not None:
                 observer.model_call(time.perf_counter() - started, None)
@@ -109,4 +128,4 @@ def build_graph(
     builder.add_edge(START, AGENT_NODE)
     builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": TOOLS_NODE, END: END})
     builder.add_edge(TOOLS_NODE, AGENT_NODE)
-    return builder.compile(checkpointer=checkpointer)
+    return builder.compile(checkpointer=checkpointer, store=store)

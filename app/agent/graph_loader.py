@@ -22,6 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
 
 GraphFactory = Callable[..., Any]
 
@@ -108,6 +109,7 @@ class HostedGraph:
     static: Pregel[Any, Any, Any, Any] | None  # the graph, unless a factory makes one per run
     _factory: GraphFactory | None
     _checkpointer: BaseCheckpointSaver[Any]
+    _store: BaseStore | None = None
 
     async def graph(self, config: RunnableConfig) -> Pregel[Any, Any, Any, Any]:
         """The graph for a run (a factory is called with the run's config)."""
@@ -118,30 +120,37 @@ class HostedGraph:
         made = self._factory(config) if takes_config else self._factory()
         if inspect.isawaitable(made):
             made = await made
-        return _with_checkpointer(self.name, made, self._checkpointer)
+        return _with_checkpointer(self.name, made, self._checkpointer, self._store)
 
 
 def _with_checkpointer(
-    name: str, obj: Any, checkpointer: BaseCheckpointSaver[Any]
+    name: str, obj: Any, checkpointer: BaseCheckpointSaver[Any], store: BaseStore | None = None
 ) -> Pregel[Any, Any, Any, Any]:
+    """The graph on the service's checkpointer and, with long-term memory on, its store (as
+    LangGraph's server injects its own: `get_store()` in a node is the run owner's store)."""
     if isinstance(obj, StateGraph):
-        compiled: Pregel[Any, Any, Any, Any] = obj.compile(checkpointer=checkpointer)
+        compiled: Pregel[Any, Any, Any, Any] = obj.compile(checkpointer=checkpointer, store=store)
         return compiled
     if isinstance(obj, Pregel):
-        return obj.copy(update={"checkpointer": checkpointer})
+        update: dict[str, Any] = {"checkpointer": checkpointer}
+        if store is not None:
+            update["store"] = store
+        return obj.copy(update=update)
     raise GraphLoadError(
         f"graph {name!r}: got {type(obj).__name__}; expected a compiled graph, a StateGraph or a factory"
     )
 
 
-def load_graph(source: GraphSource, checkpointer: BaseCheckpointSaver[Any]) -> HostedGraph:
+def load_graph(
+    source: GraphSource, checkpointer: BaseCheckpointSaver[Any], *, store: BaseStore | None = None
+) -> HostedGraph:
     obj = _import(source)
     if isinstance(obj, StateGraph | Pregel):
         return HostedGraph(
-            source.name, _with_checkpointer(source.name, obj, checkpointer), None, checkpointer
+            source.name, _with_checkpointer(source.name, obj, checkpointer, store), None, checkpointer, store
         )
     if callable(obj):
-        return HostedGraph(source.name, None, obj, checkpointer)
+        return HostedGraph(source.name, None, obj, checkpointer, store)
     raise GraphLoadError(
         f"graph {source.name!r}: {source.path}:{source.attr} is a {type(obj).__name__}; expected a"
         " compiled graph, a StateGraph or a factory"

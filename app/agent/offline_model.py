@@ -6,7 +6,8 @@ decides which tool to call next (`get_cyber_threat_info`, then `get_user_info` w
 source IP), and writes its answer from the tool results. Follow-up questions ("What was their IP
 address?") are answered only from tool results already in the conversation it is given, so it
 genuinely depends on the thread's memory: on a thread without that history it says it does not
-know. It streams its answers word by word, like a real provider.
+know. It streams its answers word by word, like a real provider. With long-term memory on, it
+also saves and searches the user's memories by rule (app/agent/offline_memory.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from app.agent.offline_memory import memory_step
 from app.agent.sample_data import THREAT_TYPES
 from app.agent.tools import THREAT_TOOL, USER_TOOL, parse_fields
 
@@ -216,6 +218,11 @@ def decide(messages: Sequence[BaseMessage], tool_names: set[str]) -> Decision:
     turn = messages[last_human + 1 :]
     seed = f"{last_human}|{question}"
     words = set(_words(question))
+    kind = find_threat_type(question)
+    ip = _IP.search(question)
+    step = memory_step(question, turn, tool_names, domain_question=bool(kind or ip))
+    if step is not None:
+        return Decision(text=step.answer) if step.tool is None else _call(step.tool, step.args or {}, seed)
 
     if turn:  # tool results of this turn are in: call the next tool, or answer
         found = _tool_results(turn)
@@ -226,10 +233,8 @@ def decide(messages: Sequence[BaseMessage], tool_names: set[str]) -> Decision:
             return _call(USER_TOOL, {"source_ip": found.threats[0]["source_ip"]}, seed)
         return Decision(text=_answer_turn(question, turn))
 
-    kind = find_threat_type(question)
     if kind and THREAT_TOOL in tool_names:
         return _call(THREAT_TOOL, {"threat_type": kind}, seed)
-    ip = _IP.search(question)
     if ip and USER_TOOL in tool_names:
         return _call(USER_TOOL, {"source_ip": ip.group(0)}, seed)
     remembered = _answer_from_memory(question, messages[:last_human])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+from app.memory.longterm import LongTermStore
 from app.memory.pool import Pool
 from app.memory.run_events import RunEventLog
 from app.memory.threads import lease_free, purge_checkpoints
@@ -34,6 +35,7 @@ class SweepResult:
     expired: int = 0
     compacted: int = 0
     events_pruned: int = 0  # event batches of runs finished longer than RUN_EVENTS_TTL_SECONDS ago
+    memories_expired: int = 0  # long-term memories past their TTL
     skipped: bool = False  # another process holds the sweeper lock
 
 
@@ -47,6 +49,7 @@ class Retention:
         compact_idle: int | None,
         batch: int,
         events_ttl: int | None = None,
+        memories: LongTermStore | None = None,
     ) -> None:
         self._pool = pool
         self._saver = saver
@@ -55,6 +58,7 @@ class Retention:
         self._batch = batch
         self._events_ttl = events_ttl
         self._events = RunEventLog(pool)
+        self._memories = memories
 
     async def sweep(self) -> SweepResult:
         async with self._pool.connection() as lock_conn:
@@ -70,13 +74,24 @@ class Retention:
                     if self._events_ttl is not None
                     else 0
                 )
+                memories = (
+                    await self._memories.sweep_expired(batch=self._batch) if self._memories is not None else 0
+                )
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_SWEEP_LOCK,))
-        if expired or compacted or pruned:
+        if expired or compacted or pruned or memories:
             logger.info(
-                "retention sweep", extra={"expired": expired, "compacted": compacted, "events_pruned": pruned}
+                "retention sweep",
+                extra={
+                    "expired": expired,
+                    "compacted": compacted,
+                    "events_pruned": pruned,
+                    "memories_expired": memories,
+                },
             )
-        return SweepResult(expired=expired, compacted=compacted, events_pruned=pruned)
+        return SweepResult(
+            expired=expired, compacted=compacted, events_pruned=pruned, memories_expired=memories
+        )
 
     async def _expire(self) -> int:
         total = 0

@@ -208,6 +208,28 @@ MIGRATIONS: list[list[LiteralString]] = [
         WHERE t.owner LIKE '%@%' AND t.owner <> lower(t.owner)
         """,
     ],
+    # 6: long-term memory (app/memory/longterm.py): LangGraph's `store` table as its own
+    # migrations leave it, so `AsyncPostgresStore` reads and writes it unchanged. The vectors
+    # (pgvector, sized by the embedder) are made at start by app/memory/longterm_schema.py, so a
+    # server without pgvector still starts with long-term memory off.
+    [
+        """
+        CREATE TABLE IF NOT EXISTS store (
+        prefix      text        NOT NULL,
+        key         text        NOT NULL,
+        value       jsonb       NOT NULL,
+        created_at  timestamptz DEFAULT CURRENT_TIMESTAMP,
+        updated_at  timestamptz DEFAULT CURRENT_TIMESTAMP,
+        expires_at  timestamptz,
+        ttl_minutes integer,
+        PRIMARY KEY (prefix, key)
+    )
+        """,
+        "ALTER TABLE store ADD COLUMN IF NOT EXISTS expires_at timestamptz",
+        "ALTER TABLE store ADD COLUMN IF NOT EXISTS ttl_minutes integer",
+        "CREATE INDEX IF NOT EXISTS store_prefix_idx ON store USING btree (prefix text_pattern_ops)",
+        "CREATE INDEX IF NOT EXISTS idx_store_expires_at ON store (expires_at) WHERE expires_at IS NOT NULL",
+    ],
 ]
 
 

@@ -122,6 +122,12 @@ class Metrics:
         self.threads_expired = Counter(
             "lma_threads_expired_total", "Threads removed by retention", registry=reg
         )
+        self.memory_recalls = Counter(
+            "lma_memory_recalls_total",
+            "Per-turn long-term memory recalls, by outcome (hit, miss, failed: the turn went on without)",
+            ["outcome"],
+            registry=reg,
+        )
 
     def on_mint(self, ok: bool) -> None:
         self.credential_mints.labels(outcome="success" if ok else "failure").inc()

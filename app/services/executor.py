@@ -24,6 +24,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite
 
 from app.agent.graph import AGENT_NODE, HISTORY_KEY
+from app.agent.memory_tools import OWNER_KEY
 from app.agent.messages import text_of, to_langchain, to_stored
 from app.errors import (
     CheckpointNotFound,
@@ -263,6 +264,7 @@ class Executor:
             HEAD_KEY: None if start.fork and start.checkpoint_id is None else thread.head_checkpoint_id,
             # The checkpoint is written by the commit below, with the transcript and the head.
             STAGE_KEY: staged,
+            OWNER_KEY: request.owner,  # long-term memory is scoped to it (app/agent/memory_tools.py)
         }
         if start.fork and start.checkpoint_id is not None:
             configurable["checkpoint_id"] = start.checkpoint_id

@@ -84,6 +84,13 @@ export const api = {
   feedback: (id) => json("GET", `threads/${enc(id)}/feedback`),
   giveFeedback: (id, runId, rating) =>
     json("PUT", `threads/${enc(id)}/feedback/${enc(runId)}`, { body: { rating } }),
+  // Long-term memory: the caller's ["memories"] namespace of the store.
+  searchMemories: (query) =>
+    json("POST", "store/items/search", {
+      body: { namespace_prefix: ["memories"], limit: 100, query: query || undefined },
+    }),
+  forgetMemory: (key) => json("DELETE", "store/items", { body: { namespace: ["memories"], key } }),
+  forgetAllMemories: () => json("DELETE", "store/namespaces", { query: { prefix: "memories" } }),
 };
 
 /**

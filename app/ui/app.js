@@ -5,6 +5,7 @@
 
 import { ApiError, NetworkError, api, streamTurn } from "./api.js";
 import { ago, fullTime, h, icon, plural, shortTime, titleFrom, titleOf } from "./dom.js";
+import { initMemoryPanel } from "./memories.js";
 import { TurnView, userBubble } from "./transcript.js";
 import { buildTree, lineage, questionsAlong } from "./tree.js";
 
@@ -661,6 +662,7 @@ async function send(text) {
     if (state.running?.controller === controller) state.running = null;
     renderControls();
     renderThreadList();
+    memoryPanel?.refreshIfOpen();
   }
 
   if (failure || !done) {
@@ -957,8 +959,11 @@ function closeSidebar() {
 // ---------------------------------------------------------------------------------------------
 // Wiring
 
+let memoryPanel = null;
+
 function start() {
   for (const slot of document.querySelectorAll("[data-icon]")) slot.replaceWith(icon(slot.dataset.icon));
+  memoryPanel = initMemoryPanel();
 
   ui.newThread.addEventListener("click", newThread);
   ui.openForm.addEventListener("submit", openById);
@@ -996,6 +1001,7 @@ function start() {
     if (event.key !== "Escape" || document.querySelector("dialog[open]")) return;
     if (ui.app.classList.contains("sidebar-open")) closeSidebar();
     else if (!ui.history.hidden) closeHistory();
+    else memoryPanel?.closeIfOpen();
   });
   window.addEventListener("hashchange", () => {
     const id = threadFromHash();

@@ -75,6 +75,8 @@ export class TurnView {
     step.details.dataset.state = failed ? "failed" : "done";
     step.status.replaceChildren(...(failed ? ["failed"] : [icon("check"), "done"]));
     step.body.append(h("div", { class: "step-label", text: "Result" }), resultView(content));
+    // search_memory lists what it found as "- [key] text" lines: the answer draws on them.
+    if (name === "search_memory" && content.startsWith("- [")) this.usedMemory = true;
   }
 
   answer(id) {
@@ -102,6 +104,10 @@ export class TurnView {
 
   finish() {
     this.setThinking(false);
+    if (this.usedMemory && !this.memoryMark) {
+      this.memoryMark = h("p", { class: "memory-used", text: "Answered from your memories" });
+      this.body.append(this.memoryMark);
+    }
     for (const node of this.answers.values()) node.classList.remove("streaming");
     for (const step of this.steps.values()) {
       if (step.details.dataset.state === "running") {

@@ -67,7 +67,8 @@ async def test_the_migration_merges_spellings_without_losing_a_thread(admin_url:
                 "INSERT INTO lma_threads (owner, thread_id, thread_key) VALUES (%s, %s, gen_random_uuid())",
                 rows,
             )
-            conn.execute("DELETE FROM lma_migrations WHERE v = 5")
+            # From migration 5 on (the later ones are idempotent), so 5 runs again.
+            conn.execute("DELETE FROM lma_migrations WHERE v >= 5")
         async with open_resources(settings):
             pass
         with psycopg.connect(url) as conn:
