@@ -98,6 +98,9 @@ class Service:
             "PORT": str(self.port),
             "LOG_LEVEL": "warning",
             "DB_POOL_MAX_SIZE": "20",
+            # Like for like with the stock path's graph (no long-term memory); a server without
+            # pgvector could not start it anyway. bench/memory_search.py measures its cost.
+            "LONG_TERM_MEMORY": "false",
             **(env or {}),
         }
         self.process = subprocess.Popen(
