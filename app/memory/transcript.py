@@ -73,6 +73,20 @@ class Transcript:
             )
             return await cur.fetchall()
 
+    async def at_head(self, owner: str, thread_id: str) -> list[StoredMessage]:
+        """The conversation at a thread's head, by the thread's id: one round trip."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(StoredMessage))
+            await cur.execute(
+                "SELECT m.seq, m.message_id, m.run_id, m.role, m.content, m.name, m.tool_calls,"
+                "  m.tool_call_id, m.created_at"
+                " FROM lma_threads t JOIN lma_messages m ON m.thread_key = t.thread_key"
+                "  AND m.branch = t.branch AND m.seq < t.message_count"
+                " WHERE t.owner = %s AND t.thread_id = %s ORDER BY m.seq",
+                (owner, thread_id),
+            )
+            return await cur.fetchall()
+
     async def ranges(self, wanted: list[tuple[uuid.UUID, int, int]]) -> list[list[StoredMessage]]:
         """Several conversations in one round trip: for each (thread_key, branch, end_seq) the
         rows of that branch before `end_seq`, in the order asked."""

@@ -151,6 +151,10 @@ class ThreadService:
         thread_key, branch, end_seq = end
         return await self._transcript.upto(thread_key, branch=branch, end_seq=end_seq)
 
+    async def head_conversation(self, owner: str, thread_id: str) -> list[StoredMessage]:
+        """The whole conversation at the thread's head, found by its id ([] for no thread)."""
+        return await self._transcript.at_head(owner, thread_id)
+
     async def conversation(self, thread: ThreadRecord) -> list[StoredMessage]:
         """The whole conversation at the thread's head: one range of transcript rows."""
         return await self._transcript.upto(

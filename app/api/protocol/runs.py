@@ -43,12 +43,10 @@ def _paths(thread_id: str, run_id: str, modes: list[str] | None = None) -> tuple
 
 
 async def _starting_conversation(
-    threads: ThreadService, record: ThreadRecord, fork: str | None
+    threads: ThreadService, record: ThreadRecord, fork: str
 ) -> list[StoredMessage]:
-    """The conversation a run starts from: the thread's, or a fork's (edit, regenerate) at its
-    fork point, so that the run's streamed `values` are that branch's."""
-    if fork is None:
-        return await threads.conversation(record)
+    """The conversation a forked run (edit, regenerate) starts from, at its fork point, so
+    that the run's streamed `values` are that branch's."""
     if fork == FROM_START:
         return []
     return (await threads.checkpoint_state(record, fork))[1]
@@ -75,17 +73,20 @@ async def _submit(
     asked_new = thread_id is None  # a thread-less run makes its own thread
     if thread_id is None:
         thread_id = new_thread_id()
-    elif fork is not None or stream:
-        # Only a fork or a stream needs the thread first (its fork point, its conversation);
-        # otherwise the run's own claim says whether the thread exists.
+    elif fork is None and stream:
+        # A stream from the head needs the conversation it starts from: one read (the run's own
+        # claim says whether the thread exists).
+        prior = await threads.head_conversation(owner, thread_id)
+    elif fork is not None:
+        # A fork needs the thread first: its fork point, and the conversation there.
         record = await threads.find(owner, thread_id)
         if record is None and body.if_not_exists == "reject":
             raise ThreadNotFound(thread_id)
-        if record is not None and fork is not None:
+        if record is not None:
             # A client's fork point (a turn's input state) is a checkpoint and maybe a question.
             fork, question = await fork_point(threads, record, fork)
-        if record is not None and stream:
-            prior = await _starting_conversation(threads, record, fork)
+            if stream:
+                prior = await _starting_conversation(threads, record, fork)
     # A run from a turn's input state with no new input re-asks that turn's question (its
     # messages, ids included): a regenerated answer, a sibling of the turn's own.
     regenerates = split(asked)[0] if asked is not None and question and body.input is None else None
