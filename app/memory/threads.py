@@ -87,6 +87,19 @@ class ThreadRecord:
 
 
 @dataclass(frozen=True)
+class ThreadQuery:
+    """Threads whose metadata contains `metadata`, busy or idle (None: both), a page of them
+    ordered by `order_by` (one of SEARCH_ORDERS)."""
+
+    metadata: dict[str, Any]
+    busy: bool | None
+    limit: int
+    offset: int
+    order_by: str
+    descending: bool
+
+
+@dataclass(frozen=True)
 class ThreadPage:
     threads: list[ThreadRecord]
     next_cursor: tuple[datetime, str] | None
@@ -149,21 +162,11 @@ class ThreadRegistry:
         cursor = (rows[-1].last_activity_at, rows[-1].thread_id) if more and rows else None
         return ThreadPage(threads=rows, next_cursor=cursor)
 
-    async def search(
-        self,
-        owner: str,
-        *,
-        metadata: dict[str, Any],
-        busy: bool | None,
-        limit: int,
-        offset: int,
-        order_by: str,
-        descending: bool,
-    ) -> list[ThreadRecord]:
-        """The owner's threads whose metadata contains `metadata`, busy or idle (None: both),
-        ordered by `order_by` (one of SEARCH_ORDERS)."""
-        column = SEARCH_ORDERS[order_by]
-        direction = "DESC" if descending else "ASC"
+    async def search(self, owner: str, query: ThreadQuery) -> list[ThreadRecord]:
+        """The owner's threads that match `query`."""
+        metadata, busy, limit, offset = query.metadata, query.busy, query.limit, query.offset
+        column = SEARCH_ORDERS[query.order_by]
+        direction = "DESC" if query.descending else "ASC"
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
             await cur.execute(

@@ -13,7 +13,7 @@ from app.agent.messages import stored_to_json, to_stored
 from app.errors import CheckpointNotFound, ThreadBusy, ThreadExists, ThreadNotFound
 from app.memory.history import CheckpointHistory, CheckpointRecord
 from app.memory.runs import RunRecord
-from app.memory.threads import ThreadPage, ThreadRecord, ThreadRegistry
+from app.memory.threads import ThreadPage, ThreadQuery, ThreadRecord, ThreadRegistry
 from app.memory.transcript import StoredMessage, Transcript
 from app.services.executor import Graph
 
@@ -119,28 +119,10 @@ class ThreadService:
         rows, cursor = await self._history.page(thread.thread_key, limit=limit, before=before)
         return thread, rows, cursor
 
-    async def search(
-        self,
-        owner: str,
-        *,
-        metadata: dict[str, Any],
-        busy: bool | None,
-        limit: int,
-        offset: int,
-        order_by: str,
-        descending: bool,
-    ) -> list[tuple[ThreadRecord, list[StoredMessage]]]:
+    async def search(self, owner: str, query: ThreadQuery) -> list[tuple[ThreadRecord, list[StoredMessage]]]:
         """Threads matching a metadata filter, each with its whole conversation at its head,
         all read in two round trips whatever the page size."""
-        records = await self._registry.search(
-            owner,
-            metadata=metadata,
-            busy=busy,
-            limit=limit,
-            offset=offset,
-            order_by=order_by,
-            descending=descending,
-        )
+        records = await self._registry.search(owner, query)
         conversations = await self._transcript.ranges(
             [(r.thread_key, r.branch, r.message_count) for r in records]
         )

@@ -19,7 +19,7 @@ from app.api.protocol.shapes import (
 )
 from app.api.protocol.turn_states import input_state_json, split, turn_state_json, turn_states
 from app.errors import InvalidInput, ThreadExists
-from app.memory.threads import ThreadRecord
+from app.memory.threads import ThreadQuery, ThreadRecord
 from app.services.hosted_state import HostedState
 from app.services.run_model import StateUpdate, TurnRequest
 from app.services.storable import check_metadata, check_servable_json
@@ -85,8 +85,7 @@ async def search_threads(
     check_servable_json(body.metadata, where="metadata")  # a filter, but sent to PostgreSQL
     if body.status in ("interrupted", "error"):
         return []  # this server's threads are never left interrupted or in error
-    found = await threads.search(
-        owner,
+    query = ThreadQuery(
         metadata=body.metadata,
         busy=None if body.status is None else body.status == "busy",
         limit=min(body.limit, limits.max_page_size),
@@ -94,6 +93,7 @@ async def search_threads(
         order_by=body.sort_by,
         descending=body.sort_order == "desc",
     )
+    found = await threads.search(owner, query)
     return [
         thread_json(record, await hosted.values(record) or values_of(messages)) for record, messages in found
     ]
