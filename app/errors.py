@@ -107,6 +107,28 @@ class ThreadBusy(ServiceError):
         )
 
 
+class ThreadInterrupted(ServiceError):
+    status_code = 409
+    code = "thread_interrupted"
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"Thread {thread_id!r} is waiting for a decision on a paused turn (an approval). Resume it"
+            " with `resume`, or send the message with `abandon_interrupt: true` to leave it unanswered.",
+        )
+
+
+class NotInterrupted(ServiceError):
+    status_code = 409
+    code = "not_interrupted"
+
+    def __init__(self, thread_id: str, interrupt_id: str | None = None) -> None:
+        which = f"interrupt {interrupt_id!r}" if interrupt_id else "an interrupt"
+        super().__init__(
+            f"Thread {thread_id!r} is not waiting on {which}: it was resumed already, or never paused."
+        )
+
+
 class RunNotFound(ServiceError):
     status_code = 404
     code = "run_not_found"
@@ -244,6 +266,8 @@ def error_for(code: str, message: str) -> ServiceError:
             WorkerLost,
             CheckpointNotFound,
             InvalidInput,
+            ThreadInterrupted,
+            NotInterrupted,
         )
     }
     error = ServiceError(message, headers={"Retry-After": "1"} if statuses.get(code) == 503 else None)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
+from app.agent.approval import tool_approval
 from app.agent.graph import build_graph
 from app.agent.graph_loader import graph_sources, load_graph
 from app.agent.model_factory import prepare_model
@@ -109,6 +110,7 @@ async def open_resources(
             observer=GraphMetrics(metrics, settings.model.provider),
             store=memory.graph_store if memory is not None else None,
             recall=memory.recall if memory is not None else None,
+            approval=tool_approval(settings.tools.approval, tools),
         )
         registry = ThreadRegistry(pool)
         history = CheckpointHistory(pool)

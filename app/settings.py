@@ -279,6 +279,9 @@ class ToolSettings(_Group):
     )
     # A tool that does not return within this becomes "tool failed: ..." for the model.
     timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="TOOL_TIMEOUT_SECONDS")
+    # Tools whose calls wait for a person's approval ("get_user_info,...", or "*" for every
+    # tool): the turn pauses on an interrupt until a resume approves, edits or rejects them.
+    approval: CsvList = Field(default=[], validation_alias="TOOL_APPROVAL")
 
     @field_validator("uc_functions")
     @classmethod

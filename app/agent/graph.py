@@ -30,6 +30,7 @@ from langgraph.store.base import BaseStore
 # from it, and refuses typing.TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
+from app.agent.approval import ToolApproval, approval_node, awaiting_calls
 from app.agent.memory_tools import MemoryRecall
 from app.agent.model_errors import as_model_call_error
 from app.agent.tool_calls import current_turn, steps_exhausted, stop_repeating, tool_runner
@@ -43,6 +44,7 @@ HISTORY_KEY = "__lma_history"
 
 AGENT_NODE = "agent"
 TOOLS_NODE = "tools"
+APPROVE_NODE = "approve"
 
 
 class AgentState(TypedDict):
@@ -77,12 +79,16 @@ def build_graph(
     observer: GraphObserver | None = None,
     store: BaseStore | None = None,
     recall: MemoryRecall | None = None,
+    approval: ToolApproval | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """`history`: what the model sees of a thread (default `HistoryWindow()`); `tool_timeout`:
     seconds a tool may take before its result is "<tool> failed" (None: no limit); `observer`:
     told about each model and tool call; `store`: the long-term store nodes and tools get (scoped
-    to the run's owner); `recall`: memories offered to the model with the user's message."""
+    to the run's owner); `recall`: memories offered to the model with the user's message;
+    `approval`: the tools whose calls wait for a person's approval (app/agent/approval.py)."""
     bound = model.bind_tools(list(tools))
+    # A round of tool calls is the model's step and the tools' (and the approval's, when asked).
+    steps_per_round = 2 if approval is None else 3
     system = SystemMessage(content=system_prompt)
     window = history or HistoryWindow()
 
@@ -113,7 +119,9 @@ def build_graph(
             turn = current_turn(state["messages"])
             response = (
                 stop_repeating(turn, response)
-                or steps_exhausted(turn, response, limit=config.get("recursion_limit"))
+                or steps_exhausted(
+                    turn, response, limit=config.get("recursion_limit"), steps_per_round=steps_per_round
+                )
                 or response
             )
         return {"messages": [response]}
@@ -126,6 +134,21 @@ def build_graph(
         ToolNode(list(tools), handle_tool_errors=False, awrap_tool_call=tool_runner(tool_timeout, observer)),
     )
     builder.add_edge(START, AGENT_NODE)
-    builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": TOOLS_NODE, END: END})
+    if approval is None:
+        builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": TOOLS_NODE, END: END})
+    else:
+        builder.add_node(
+            APPROVE_NODE,
+            approval_node(approval, tools, tools_node=TOOLS_NODE, agent_node=AGENT_NODE),
+            destinations=(TOOLS_NODE, AGENT_NODE),
+        )
+
+        def route(state: AgentState) -> str:
+            calls = awaiting_calls(state["messages"])
+            if not calls:
+                return END
+            return APPROVE_NODE if any(approval.required(c["name"]) for c in calls) else TOOLS_NODE
+
+        builder.add_conditional_edges(AGENT_NODE, route, [APPROVE_NODE, TOOLS_NODE, END])
     builder.add_edge(TOOLS_NODE, AGENT_NODE)
     return builder.compile(checkpointer=checkpointer, store=store)

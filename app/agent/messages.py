@@ -102,7 +102,12 @@ def stored_to_json(message: StoredMessage) -> dict[str, Any]:
     return body
 
 
-def request_fingerprint(messages: list[tuple[str, str]], checkpoint_id: str | None) -> str:
+def request_fingerprint(
+    messages: list[tuple[str, str]], checkpoint_id: str | None, resume: Any = None
+) -> str:
     """Stable hash of what a turn request asks for (to reject a reused idempotency key)."""
-    payload = json.dumps({"m": messages, "c": checkpoint_id}, sort_keys=True, ensure_ascii=False)
+    asked: dict[str, Any] = {"m": messages, "c": checkpoint_id}
+    if resume is not None:
+        asked["r"] = resume
+    payload = json.dumps(asked, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()

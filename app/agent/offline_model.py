@@ -36,8 +36,10 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from app.agent.approval import REJECTED_ADVICE
 from app.agent.offline_memory import memory_step
 from app.agent.sample_data import THREAT_TYPES
+from app.agent.tool_calls import EDITED_PREFIX
 from app.agent.tools import THREAT_TOOL, USER_TOOL, parse_fields
 
 _IP = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
@@ -118,12 +120,20 @@ class _Memory:
     users: list[dict[str, str]] = field(default_factory=list)
 
 
+def _result_text(message: ToolMessage) -> str:
+    """A tool's result without the notes of a reviewer's edit or rejection (app/agent/approval.py)."""
+    text = _text(message)
+    if text.startswith(EDITED_PREFIX):
+        return text.partition("\n")[2]
+    return text.removesuffix(REJECTED_ADVICE)
+
+
 def _tool_results(messages: Sequence[BaseMessage]) -> _Memory:
     memory = _Memory()
     for message in reversed(messages):
         if not isinstance(message, ToolMessage):
             continue
-        fields = parse_fields(_text(message))
+        fields = parse_fields(_result_text(message))
         if message.name == THREAT_TOOL and "source_ip" in fields:
             memory.threats.append(fields)
         elif message.name == USER_TOOL and "ip_address" in fields:
@@ -157,7 +167,11 @@ def _answer_turn(question: str, turn: Sequence[BaseMessage]) -> str:
     record ("No user has the IP address ...", "get_user_info failed: ...") is an answer too: it
     is told to the user, never retried."""
     found = _tool_results(turn)
-    unanswered = {m.name: _text(m) for m in turn if isinstance(m, ToolMessage) and not parse_fields(_text(m))}
+    unanswered = {
+        m.name: _result_text(m)
+        for m in turn
+        if isinstance(m, ToolMessage) and not parse_fields(_result_text(m))
+    }
     kind = find_threat_type(question)
     if found.threats and found.users:
         threat, user = found.threats[0], found.users[0]

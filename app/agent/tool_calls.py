@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 # Opens the result of a call that was not run again; the agent node looks for it.
 REPEATED_PREFIX = "not run again:"
+# Opens the result of a call a reviewer edited before it ran (app/agent/approval.py): the
+# model's message keeps the arguments it asked for, so its result says which ones ran.
+EDITED_PREFIX = "Note: a reviewer changed this call's arguments before it ran; it ran with"
 
 ToolExecutor = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
 
@@ -104,6 +107,17 @@ def _repeated(call: ToolCall, earlier: ToolMessage) -> ToolMessage:
     )
 
 
+def _edited(messages: Sequence[AnyMessage], call: ToolCall) -> bool:
+    """The call runs with other arguments than the model's message asked for."""
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            for asked in message.tool_calls:
+                if asked["id"] == call["id"]:
+                    return bool(asked["args"] != call["args"])
+            return False
+    return False
+
+
 def _failed(call: ToolCall, content: str) -> ToolMessage:
     return ToolMessage(content=content, name=call["name"], tool_call_id=call["id"] or "", status="error")
 
@@ -131,6 +145,9 @@ def tool_runner(
                     result = await execute(request)
             if isinstance(result, ToolMessage) and result.status == "error":
                 outcome = "error"
+            if isinstance(result, ToolMessage) and _edited(messages, call):
+                args = json.dumps(call["args"], sort_keys=True, default=str)
+                result.content = f"{EDITED_PREFIX} {args}.\n{_text(result)}"
             return result
         except TimeoutError:
             outcome = "timeout"
@@ -170,16 +187,16 @@ def stop_repeating(turn: Sequence[AnyMessage], response: AIMessage) -> AIMessage
 
 
 def steps_exhausted(
-    turn: Sequence[AnyMessage], response: AIMessage, *, limit: int | None
+    turn: Sequence[AnyMessage], response: AIMessage, *, limit: int | None, steps_per_round: int = 2
 ) -> AIMessage | None:
     """An answer that ends the turn when another tool round would pass RECURSION_LIMIT (a model
     looping over ever-different arguments): the client gets an answer, not a failed turn."""
     if not response.tool_calls or limit is None:
         return None
-    # Each round is two graph steps (the model, then the tools); the next model call must fit
-    # too, with one step to spare for the turn's input.
+    # Each round is two graph steps (the model, then the tools; three with an approval step);
+    # the next model call must fit too, with one step to spare for the turn's input.
     rounds = 1 + sum(isinstance(m, AIMessage) for m in turn)
-    if 2 * rounds + 3 <= limit:
+    if steps_per_round * rounds + 3 <= limit:
         return None
     return AIMessage(
         content=(

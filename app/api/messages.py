@@ -14,7 +14,7 @@ from app.api.deps import LimitsDep, OwnerDep, RunsDep, ThreadIdDep, ThreadsDep
 from app.api.schemas import ErrorBody, MessageOut, MessagePage, RunOut, TurnIn, TurnOut, turn_json
 from app.api.threads import ERRORS
 from app.errors import InvalidInput
-from app.services.run_model import TurnRequest
+from app.services.run_model import Resume, TurnRequest
 from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
 from app.streaming import EVENT_NAMES, sse_event_schema, sse_response
@@ -24,7 +24,8 @@ router = APIRouter(prefix="/threads", tags=["messages"])
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _SSE_DOC = (
     "With `Accept: text/event-stream` or `?stream=true` the turn streams as Server-Sent Events:"
-    " `run_start`, `token`, `tool_call`, `tool_result`, `message`, then `done` (or `error`)."
+    " `run_start`, `token`, `tool_call`, `tool_result`, `message`, `interrupt` (the turn paused for"
+    " a decision), then `done` (or `error`)."
     " With `background: true` the answer is 202 and the run, at once."
 )
 
@@ -39,6 +40,14 @@ def run_headers(thread_id: str, run_id: str) -> dict[str, str]:
 
 
 def _turn_messages(body: TurnIn, limits: LimitSettings) -> list[tuple[str, str]]:
+    if body.resume is not None:
+        if body.content is not None or body.messages is not None or body.checkpoint_id is not None:
+            raise InvalidInput(
+                "A `resume` answers the paused turn: send it without messages or checkpoint_id."
+            )
+        return []
+    if body.interrupt_id is not None:
+        raise InvalidInput("`interrupt_id` goes with `resume`.")
     if (body.content is None) == (body.messages is None):
         raise InvalidInput("Send either `content` or `messages`, not both or neither.")
     items: list[tuple[str, str]] = (
@@ -71,7 +80,11 @@ def _wants_stream(request: Request, stream: bool | None) -> bool:
             "description": "The turn's new messages, or its SSE stream",
         },
         202: {"model": RunOut, "description": "With `background: true`: the run, started or queued"},
-        409: {"model": ErrorBody, "description": "thread_busy: another turn is running (see Retry-After)"},
+        409: {
+            "model": ErrorBody,
+            "description": "thread_busy: another turn is running (see Retry-After); thread_interrupted:"
+            " the thread waits for a decision (resume it); not_interrupted: nothing to resume",
+        },
         413: {"model": ErrorBody, "description": "Body larger than MAX_BODY_BYTES"},
         502: {"model": ErrorBody, "description": "turn_failed: the agent failed; nothing was saved"},
         504: {"model": ErrorBody, "description": "turn_timeout: nothing was saved"},
@@ -107,6 +120,9 @@ async def send_message(
         multitask_strategy=body.multitask_strategy,
         background=body.background,
         stream=wants_stream,
+        resume=Resume(value=body.resume, interrupt_id=body.interrupt_id) if body.resume is not None else None,
+        abandon_interrupt=body.abandon_interrupt,
+        create_thread=body.resume is None,  # a resume answers a thread that exists
     )
     handle = await runs.submit(turn)
     headers = run_headers(thread_id, handle.run.run_id)

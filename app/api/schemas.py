@@ -84,11 +84,26 @@ class ThreadPatch(BaseModel):
     _check_title = field_validator("title")(_storable)
 
 
+class InterruptOut(BaseModel):
+    """A turn's pause for a person. For a tool call awaiting approval (TOOL_APPROVAL) `value`
+    is `{"action_requests": [{"name", "args", "id", "description"}], "review_configs": [...]}`;
+    for a graph's own `interrupt()` it is whatever the graph raised."""
+
+    id: str
+    value: Any
+    node: str | None = None
+
+
 class ThreadOut(BaseModel):
     thread_id: str = Field(examples=["t1"])
     title: str | None
     metadata: dict[str, Any]
-    status: Literal["idle", "busy"]
+    status: Literal["idle", "busy", "interrupted"] = Field(
+        description="busy: a turn runs; interrupted: a paused turn waits for a decision (see `interrupts`)."
+    )
+    interrupts: list[InterruptOut] = Field(
+        default_factory=list, description="What the paused turn waits on (an approval's pending calls)."
+    )
     message_count: int
     turn_count: int
     head_checkpoint_id: str | None
@@ -147,6 +162,23 @@ class TurnIn(BaseModel):
         " (default: MULTITASK_STRATEGY).",
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Stored on the run.")
+    resume: Any = Field(
+        default=None,
+        description="Answer the interrupt the thread's last turn paused on, instead of a message:"
+        ' {"decision": "approve"}, {"decision": "edit", "args": {...}}, {"decision": "reject",'
+        ' "reason": "..."}, {"decision": "respond", "text": "..."} (or `decisions`, one per pending'
+        " call); for a graph's own interrupt, the value it expects.",
+    )
+    interrupt_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="With `resume`: the interrupt it answers (409 if it is not pending).",
+    )
+    abandon_interrupt: bool = Field(
+        default=False,
+        description="Send the message although the thread waits for a decision, leaving it unanswered"
+        " (without it such a message is 409 thread_interrupted).",
+    )
 
     _check_content = field_validator("content", "checkpoint_id")(_storable)
     _check_metadata = field_validator("metadata")(servable_metadata)
@@ -196,6 +228,11 @@ class TurnOut(BaseModel):
     run_id: str
     checkpoint_id: str
     messages: list[MessageOut]
+    interrupts: list[InterruptOut] = Field(
+        default_factory=list,
+        description="Set when the turn paused for a decision (the thread is `interrupted`): resume it"
+        " with `resume`.",
+    )
 
 
 def turn_json(result: TurnResult) -> dict[str, Any]:
@@ -206,7 +243,13 @@ def turn_json(result: TurnResult) -> dict[str, Any]:
         "run_id": result.run_id,
         "checkpoint_id": result.checkpoint_id,
         "messages": [stored_to_json(m) for m in result.messages],
+        "interrupts": [interrupt_json(i) for i in result.interrupts],
     }
+
+
+def interrupt_json(recorded: dict[str, Any]) -> dict[str, Any]:
+    """An InterruptOut body from a recorded interrupt."""
+    return {"id": recorded.get("id"), "value": recorded.get("value"), "node": recorded.get("node")}
 
 
 class RunErrorOut(BaseModel):

@@ -10,7 +10,15 @@ from fastapi import APIRouter, Query, Response
 
 from app.api.cursors import decode_cursor, encode_cursor
 from app.api.deps import DefaultTtlDep, LimitsDep, OwnerDep, ThreadIdDep, ThreadsDep
-from app.api.schemas import ErrorBody, ThreadCreate, ThreadList, ThreadOut, ThreadPatch
+from app.api.schemas import (
+    ErrorBody,
+    InterruptOut,
+    ThreadCreate,
+    ThreadList,
+    ThreadOut,
+    ThreadPatch,
+    interrupt_json,
+)
 from app.errors import InvalidInput
 from app.memory.threads import ThreadRecord
 from app.services.storable import check_metadata, clip_json
@@ -31,7 +39,8 @@ def thread_out(record: ThreadRecord, default_ttl: int | None) -> ThreadOut:
         thread_id=record.thread_id,
         title=record.title,
         metadata=clip_json(record.metadata),
-        status="busy" if record.busy_at(datetime.now(UTC)) else "idle",
+        status=record.status_at(datetime.now(UTC)),
+        interrupts=[InterruptOut.model_validate(interrupt_json(i)) for i in record.interrupts or []],
         message_count=record.message_count,
         turn_count=record.turn_count,
         head_checkpoint_id=record.head_checkpoint_id,

@@ -41,6 +41,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from langgraph.types import Interrupt
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
@@ -62,6 +63,10 @@ def regenerated(turn: str | None) -> dict[str, str]:
     return {REGENERATES_KEY: turn} if turn else {}
 
 
+# The channel of a task's interrupt among a checkpoint's pending writes (LangGraph's own name,
+# which it no longer exports).
+INTERRUPT = "__interrupt__"
+
 # Run-config key of the `StagedCheckpoints` that receives the run's checkpoints.
 STAGE_KEY = "__lma_stage"
 
@@ -74,6 +79,22 @@ def _key(configurable: dict[str, Any], checkpoint_id: str) -> _Key:
 
 BlobRow = tuple[str, str, str, str, str, bytes | None]  # thread, ns, channel, version, type, blob
 CheckpointRow = tuple[str, str, str, str | None, Jsonb, Jsonb]  # thread, ns, id, parent, body, metadata
+# thread, ns, checkpoint, task, task path, idx, channel, type, blob
+WriteRow = tuple[str, str, str, str, str, int, str, str, bytes]
+
+
+@dataclass(frozen=True)
+class Paused:
+    """An interrupt a run paused on, and the task (node) that raised it."""
+
+    interrupt: Interrupt
+    task_id: str
+    node: str
+
+
+def _node_of(task_path: str) -> str:
+    # A node's own task is "~__pregel_pull, <node>"; others (sends) keep their path.
+    return task_path.rsplit(", ", 1)[-1] if task_path.startswith("~__pregel_pull") else task_path
 
 
 @dataclass
@@ -82,6 +103,11 @@ class StagedCheckpoints:
 
     blobs: list[BlobRow] = field(default_factory=list)
     checkpoints: list[CheckpointRow] = field(default_factory=list)
+    # Pending writes of the last checkpoint: a run that paused on an interrupt saves them (the
+    # interrupt itself, and what the step's other tasks wrote) so that resuming continues it.
+    writes: list[WriteRow] = field(default_factory=list)
+    # The interrupts the run paused on (the values of its `__interrupt__` writes).
+    interrupts: list[Paused] = field(default_factory=list)
 
     @property
     def last_id(self) -> str | None:
@@ -208,9 +234,28 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         # The checkpoint now has pending writes the kept copy lacks: read it from the table.
         configurable = config["configurable"]
         self._written.discard(_key(configurable, configurable["checkpoint_id"]))
-        if isinstance(configurable.get(STAGE_KEY), StagedCheckpoints):
-            # Pending writes only serve to resume a failed run; a staged run that fails is
-            # dropped whole, and its checkpoints were never written.
+        stage = configurable.get(STAGE_KEY)
+        if isinstance(stage, StagedCheckpoints):
+            # Kept for the commit: a run that fails is dropped whole (its checkpoints were never
+            # written either); one that paused on an interrupt saves them with its checkpoint.
+            checkpoint_id = configurable["checkpoint_id"]
+            if stage.writes and stage.writes[0][2] != checkpoint_id:
+                stage.writes, stage.interrupts = [], []  # an earlier checkpoint's: superseded
+            stage.writes.extend(
+                self._dump_writes(
+                    str(configurable["thread_id"]),
+                    configurable.get("checkpoint_ns", ""),
+                    checkpoint_id,
+                    task_id,
+                    task_path,
+                    writes,
+                )
+            )
+            for channel, value in writes:
+                if channel == INTERRUPT:
+                    stage.interrupts.extend(
+                        Paused(v, task_id, _node_of(task_path)) for v in value if isinstance(v, Interrupt)
+                    )
             return
         await super().aput_writes(config, writes, task_id, task_path)
 

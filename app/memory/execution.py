@@ -174,6 +174,18 @@ class ExecutionStore:
             row = await cur.fetchone()
         return bool(row and row[0])
 
+    async def release(self, thread_key: uuid.UUID, run_id: uuid.UUID) -> None:
+        """Undo a claim whose run turned out not to be allowed (it never started): the run row
+        goes and the lease is freed, as if the request had never come."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "WITH gone AS (DELETE FROM lma_runs WHERE run_id = %(run)s AND status = 'running'),"
+                " freed AS (UPDATE lma_threads SET lease_run_id = NULL, lease_expires_at = NULL"
+                "   WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING 1)"
+                f" SELECT count(*) FROM freed, LATERAL (SELECT {_WAKE_QUEUE}) AS woken",
+                {"run": run_id, "key": thread_key},
+            )
+
     async def fail(
         self,
         thread_key: uuid.UUID,
@@ -233,9 +245,12 @@ class ExecutionStore:
         messages: Sequence[StoredMessage],
         staged: StagedCheckpoints,
         events: Sequence[StoredEvent],
+        interrupts: list[dict[str, Any]] | None = None,
     ) -> ThreadRecord | None:
         """Make the turn visible, atomically: transcript, run row, thread head and counters,
-        lease, checkpoint, and the run's last events (closing its log).
+        lease, checkpoint, and the run's last events (closing its log). A turn that paused on
+        `interrupts` leaves the thread waiting on them (with its checkpoint's pending writes);
+        any other turn clears them.
 
         A fork opens a new branch (a copy of the shared prefix) and moves the head onto it.
         Returns None (and writes nothing) if this run no longer holds the thread's lease (it
@@ -259,7 +274,22 @@ class ExecutionStore:
             **_columns("b", staged.blobs, 6),
             **_columns("c", staged.checkpoints, 6),
             **event_rows(events),
+            "interrupts": Jsonb(interrupts) if interrupts else None,
         }
+        # Only a paused turn has pending writes: the statement every other turn runs stays as is.
+        writes = ""
+        if staged.writes:
+            params.update(_columns("w", staged.writes, 9))
+            writes = (
+                "), writes AS ("
+                "  INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,"
+                "    task_path, idx, channel, type, blob)"
+                "  SELECT w.* FROM t, unnest(%(w0)s::text[], %(w1)s::text[], %(w2)s::text[],"
+                "    %(w3)s::text[], %(w4)s::text[], %(w5)s::int[], %(w6)s::text[], %(w7)s::text[],"
+                "    %(w8)s::bytea[]) AS w"
+                "  ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)"
+                "  DO UPDATE SET channel = excluded.channel, type = excluded.type, blob = excluded.blob"
+            )
         # One statement (atomic, one round trip). If the lease is gone or the thread was
         # deleted, `t` is empty and nothing else is written.
         async with self._pool.connection() as conn:
@@ -268,7 +298,8 @@ class ExecutionStore:
                 "WITH t AS ("
                 "  UPDATE lma_threads SET head_checkpoint_id = %(checkpoint)s, message_count = %(total)s,"
                 "    turn_count = turn_count + 1, last_activity_at = now(), updated_at = now(),"
-                "    lease_run_id = NULL, lease_expires_at = NULL,"
+                "    lease_run_id = NULL, lease_expires_at = NULL, interrupts = %(interrupts)s::jsonb,"
+                "    interrupted_at = CASE WHEN %(interrupts)s::jsonb IS NULL THEN NULL ELSE now() END,"
                 "    branch = CASE WHEN %(fork)s THEN branch_count ELSE branch END,"
                 "    branch_count = branch_count + CASE WHEN %(fork)s THEN 1 ELSE 0 END"
                 f"  WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING {THREAD_COLUMNS}"
@@ -297,8 +328,10 @@ class ExecutionStore:
                 "    %(c4)s::jsonb[], %(c5)s::jsonb[]) AS c"
                 "  ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)"
                 "  DO UPDATE SET checkpoint = excluded.checkpoint, metadata = excluded.metadata"
+                f"{writes}"
                 "), run AS ("
                 "  UPDATE lma_runs SET status = 'success', checkpoint_id = %(checkpoint)s,"
+                "    interrupts = %(interrupts)s::jsonb,"
                 "    message_count = %(total)s, start_seq = %(start)s, branch = t.branch,"
                 "    finished_at = now(), updated_at = now()"
                 "  FROM t WHERE lma_runs.run_id = %(run)s"

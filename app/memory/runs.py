@@ -55,6 +55,7 @@ class RunRecord:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    interrupts: list[dict[str, Any]] | None = None  # what the turn paused on (it succeeded)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ RUN_COLUMNS = (
     "r.run_id, r.thread_key, t.thread_id, r.assistant_id, r.status, r.metadata, r.multitask_strategy,"
     " r.idempotency_key, r.request_hash, r.input, r.parent_checkpoint_id, r.checkpoint_id, r.branch,"
     " r.start_seq, r.message_count, r.error_code, r.error_message, r.created_at, r.updated_at,"
-    " r.started_at, r.finished_at"
+    " r.started_at, r.finished_at, r.interrupts"
 )
 _FROM = " FROM lma_runs r JOIN lma_threads t ON t.thread_key = r.thread_key"
 

@@ -230,6 +230,16 @@ MIGRATIONS: list[list[LiteralString]] = [
         "CREATE INDEX IF NOT EXISTS store_prefix_idx ON store USING btree (prefix text_pattern_ops)",
         "CREATE INDEX IF NOT EXISTS idx_store_expires_at ON store (expires_at) WHERE expires_at IS NOT NULL",
     ],
+    # 7: human in the loop. A turn that paused on an interrupt (a tool call awaiting approval, a
+    # graph's own `interrupt()`) leaves its thread waiting: the pending interrupts (id, value)
+    # and since when, written by the commit that saved the paused turn and cleared by the next.
+    # On the thread row so listing threads and refusing a message cost no checkpoint read; on
+    # the run's too, so a retried request (its idempotency key) answers as the run did.
+    [
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS interrupts jsonb",
+        "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS interrupted_at timestamptz",
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS interrupts jsonb",
+    ],
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
@@ -23,7 +23,7 @@ from app.memory.pool import Pool
 _COLUMNS = (
     "owner, thread_id, thread_key, title, metadata, created_at, updated_at, last_activity_at,"
     " message_count, turn_count, head_checkpoint_id, lease_run_id, lease_expires_at,"
-    " ttl_seconds, compacted_at, branch, branch_count, graph_id"
+    " ttl_seconds, compacted_at, branch, branch_count, graph_id, interrupts, interrupted_at"
 )
 
 
@@ -77,6 +77,15 @@ class ThreadRecord:
     branch: int  # the transcript branch the head is on
     branch_count: int
     graph_id: str | None  # the graph its turns run on (None: none ran yet)
+    # The interrupts its last turn paused on ([{"id", "value"}]; None: not waiting), and since when.
+    interrupts: list[dict[str, Any]] | None = None
+    interrupted_at: datetime | None = None
+
+    def status_at(self, now: datetime) -> Literal["idle", "busy", "interrupted"]:
+        """The Agent Protocol's thread status: a turn runs, or one waits for a decision."""
+        if self.busy_at(now):
+            return "busy"
+        return "interrupted" if self.interrupts else "idle"
 
     def busy_at(self, now: datetime) -> bool:
         return (
@@ -231,9 +240,11 @@ class ThreadRegistry:
             inserted = conn.cursor(row_factory=class_row(ThreadRecord))
             await inserted.execute(
                 "INSERT INTO lma_threads (owner, thread_id, thread_key, title, metadata, message_count,"
-                "  turn_count, head_checkpoint_id, ttl_seconds, branch, branch_count, graph_id)"
+                "  turn_count, head_checkpoint_id, ttl_seconds, branch, branch_count, graph_id,"
+                "  interrupts, interrupted_at)"
                 " SELECT owner, %(new_id)s, %(new_key)s, title, metadata, message_count, turn_count,"
-                "  head_checkpoint_id, ttl_seconds, branch, branch_count, graph_id"
+                "  head_checkpoint_id, ttl_seconds, branch, branch_count, graph_id, interrupts,"
+                "  interrupted_at"
                 " FROM lma_threads WHERE thread_key = %(key)s"
                 f" ON CONFLICT (owner, thread_id) DO NOTHING RETURNING {_COLUMNS}",
                 params,

@@ -129,6 +129,24 @@ class Metrics:
             registry=reg,
         )
 
+        self.interrupts = Counter(
+            "lma_interrupts_total",
+            "Turns that paused for a person (an approval, a graph's interrupt)",
+            registry=reg,
+        )
+        self.approval_decisions = Counter(
+            "lma_approval_decisions_total",
+            "Decisions on tool calls awaiting approval (approve, edit, reject, respond)",
+            ["decision"],
+            registry=reg,
+        )
+        self.decision_latency = Histogram(
+            "lma_interrupt_decision_seconds",
+            "From a turn's pause to the resume that answered it",
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86_400, 7 * 86_400),
+            registry=reg,
+        )
+
     def on_mint(self, ok: bool) -> None:
         self.credential_mints.labels(outcome="success" if ok else "failure").inc()
 

@@ -62,6 +62,15 @@ class CustomData:
 
 
 @dataclass(frozen=True)
+class Interrupted:
+    """The turn paused for a person: the interrupts it waits on (`{"id", "value"}`; for a tool
+    call awaiting approval the value lists the calls). Followed by `RunDone`: the run succeeded,
+    the thread waits for a resume."""
+
+    interrupts: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class RunFailed:
     code: str
     message: str
@@ -82,6 +91,7 @@ TurnEvent = (
     | ToolResult
     | MessageCompleted
     | CustomData
+    | Interrupted
     | RunFailed
     | RunDone
 )
@@ -107,6 +117,7 @@ KINDS: dict[type[Any], str] = {
     ToolResult: "tool_result",
     MessageCompleted: "message",
     CustomData: "custom",
+    Interrupted: "interrupt",
     RunFailed: "error",
     RunDone: "done",
 }
@@ -156,6 +167,8 @@ def event_from_json(kind: str, data: dict[str, Any]) -> TurnEvent:
             thread_id=data["thread_id"],
             input=tuple(_message_from_json(m) for m in data.get("input", [])),
         )
+    if kind == KINDS[Interrupted]:
+        return Interrupted(interrupts=tuple(data.get("interrupts", [])))
     cls = _BY_KIND[kind]
     event: TurnEvent = cls(**data)
     return event

@@ -15,14 +15,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Overwrite
+from langgraph.types import Command, Overwrite
 
+from app.agent.approval import Decision
 from app.agent.graph import AGENT_NODE, HISTORY_KEY
 from app.agent.memory_tools import OWNER_KEY
 from app.agent.messages import text_of, to_langchain, to_stored
@@ -43,13 +45,16 @@ from app.memory.threads import ThreadRecord
 from app.observability.metrics import Metrics, timed_checkpoint_write
 from app.services.events import (
     CustomData,
+    Interrupted,
     RunDone,
     RunFailed,
     RunStarted,
     TokenDelta,
+    TurnEvent,
 )
 from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.history_cache import HistoryCache
+from app.services.interrupts import check_continuation, recorded, resume_command
 from app.services.live_run import LiveRun
 from app.services.run_model import TurnRequest, TurnResult
 from app.services.state_update import apply_update
@@ -247,18 +252,16 @@ class Executor:
             except LookupError:
                 raise CheckpointNotFound(request.thread_id, request.checkpoint_id or "") from None
         served = execution.graph
-        # The built-in agent's memory is its transcript: the model gets the recent part of it
-        # before this turn's messages (its state holds one turn, so it stays small). A hosted
-        # graph keeps its whole state in its checkpoints, as with the stock saver.
-        earlier = (
-            await self._history_cache.window(thread.thread_key, branch=start.branch, end_seq=start.seq)
-            if served.builtin
-            else []
-        )
+        # A paused turn is answered by a resume; a new message must not leave it behind unsaid.
+        command: Command[Any] | None = None
+        decisions: list[Decision] = []
+        if request.resume is not None:
+            command, decisions = resume_command(request, thread)
+        else:
+            check_continuation(request, thread)
         staged = StagedCheckpoints()
         configurable: dict[str, Any] = {
             "thread_id": str(thread.thread_key),
-            HISTORY_KEY: earlier,
             # The head we know completed is the thread's latest checkpoint, never the newest row,
             # which could be a partial one of a crashed run.
             HEAD_KEY: None if start.fork and start.checkpoint_id is None else thread.head_checkpoint_id,
@@ -278,10 +281,23 @@ class Executor:
         checkpoint_id: str | None = None
         graph = await served.compiled(config)
         known: set[str | None] = set()
-        if not served.builtin:
-            # What the thread's state held before: the turn's messages are the others.
+        if not served.builtin or command is not None:
+            # What the thread's state held before (a hosted graph's whole thread, the built-in
+            # agent's paused turn): the turn's new messages are the others.
             before = (await graph.aget_state(config)).values
             known = {m.id for m in (before.get("messages", []) if isinstance(before, dict) else [])}
+        # The built-in agent's memory is its transcript: the model gets the recent part of it
+        # before this turn's messages (its state holds one turn, so it stays small; a resumed
+        # turn's own messages are in its state already). A hosted graph keeps its whole state in
+        # its checkpoints, as with the stock saver.
+        earlier = (
+            await self._history_cache.window(
+                thread.thread_key, branch=start.branch, end_seq=start.seq - len(known)
+            )
+            if served.builtin
+            else []
+        )
+        configurable[HISTORY_KEY] = earlier
         if request.state_update is not None:
             checkpoint_id, final = await apply_update(
                 graph, config, request.state_update, builtin=served.builtin
@@ -290,7 +306,7 @@ class Executor:
         else:
             stream = graph.astream(  # type: ignore[assignment]
                 # Overwrite (built-in): the state starts empty each turn, with only its input.
-                {"messages": Overwrite(inputs) if served.builtin else inputs},
+                command or {"messages": Overwrite(inputs) if served.builtin else inputs},
                 config,
                 # Token and step events only when someone may watch: without a "messages"
                 # consumer the model is called without streaming, which costs less.
@@ -323,7 +339,12 @@ class Executor:
             messages=tuple(new),
         )
         # Without live events, the log gets the turn's steps now, from its messages.
-        steps = [] if execution.live_events else step_events(execution.run_id, turn[len(inputs) :])
+        steps: list[TurnEvent] = (
+            [] if execution.live_events else list(step_events(execution.run_id, turn[len(inputs) :]))
+        )
+        paused = recorded(staged.interrupts)
+        if paused:
+            steps.append(Interrupted(interrupts=tuple(paused)))
         done = RunDone(
             run_id=result.run_id,
             thread_id=result.thread_id,
@@ -342,6 +363,7 @@ class Executor:
                 messages=new,
                 staged=staged,
                 events=await live.unstored(last),
+                interrupts=paused or None,
             )
         if committed is None:
             live.committing = False
@@ -349,8 +371,11 @@ class Executor:
                 raise RunCancelled("The run was cancelled; nothing was saved.")
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         live.publish(last)
+        self._count_decisions(thread, decisions, paused)
         result = replace(
-            result, conversation_end=(thread.thread_key, committed.branch, committed.message_count)
+            result,
+            conversation_end=(thread.thread_key, committed.branch, committed.message_count),
+            interrupts=tuple(paused),
         )
         if served.builtin:
             self._history_cache.remember(
@@ -359,9 +384,22 @@ class Executor:
                 end_seq=committed.message_count,
                 before=earlier,
                 turn=final,
-                before_at=(start.branch, start.seq),
+                before_at=(start.branch, start.seq - len(known)),
             )
         return result
+
+    def _count_decisions(
+        self, thread: ThreadRecord, decisions: list[Decision], paused: list[dict[str, Any]]
+    ) -> None:
+        if self._metrics is None:
+            return
+        if paused:
+            self._metrics.interrupts.inc()
+        for decision in decisions:
+            self._metrics.approval_decisions.labels(decision=decision.type).inc()
+        if decisions and thread.interrupted_at is not None:
+            waited = (datetime.now(UTC) - thread.interrupted_at).total_seconds()
+            self._metrics.decision_latency.observe(max(waited, 0.0))
 
     def _log_turn(
         self, execution: Execution, started: float, *, error_code: str | None, result: TurnResult | None

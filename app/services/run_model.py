@@ -40,6 +40,18 @@ class StateUpdate:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """The answer to the interrupt a thread's last turn paused on (an approval's decisions, or
+    whatever value a graph's own `interrupt()` expects)."""
+
+    value: Any
+    interrupt_id: str | None = None  # the interrupt it answers (None: the one pending)
+
+    def stored(self) -> dict[str, Any]:
+        return {"value": self.value, "interrupt_id": self.interrupt_id}
+
+
+@dataclass(frozen=True)
 class TurnRequest:
     owner: str
     thread_id: str
@@ -56,10 +68,29 @@ class TurnRequest:
     input_ids: tuple[str, ...] | None = None  # the ids of `messages` (a question asked again)
     state_update: StateUpdate | None = None  # instead of running the graph, update its state
     create_thread: bool = True  # False: a thread that does not exist is 404, not created
+    resume: Resume | None = None  # continue the paused turn (then `messages` is empty)
+    # A new message on a thread waiting for a decision leaves the pending interrupt unanswered
+    # (without it the message is refused: 409 thread_interrupted).
+    abandon_interrupt: bool = False
 
     def stored_input(self) -> dict[str, Any]:
         """What a queued run needs to run later, in any process."""
-        return {"messages": [list(m) for m in self.messages], "checkpoint_id": self.checkpoint_id}
+        stored: dict[str, Any] = {
+            "messages": [list(m) for m in self.messages],
+            "checkpoint_id": self.checkpoint_id,
+        }
+        if self.resume is not None:
+            stored["resume"] = self.resume.stored()
+        if self.abandon_interrupt:
+            stored["abandon_interrupt"] = True
+        return stored
+
+    @staticmethod
+    def resume_of(stored: dict[str, Any] | None) -> Resume | None:
+        found = (stored or {}).get("resume")
+        if not isinstance(found, dict):
+            return None
+        return Resume(value=found.get("value"), interrupt_id=found.get("interrupt_id"))
 
     def with_graph(self, graph: str) -> dict[str, Any]:
         return {**self.stored_input(), "graph": graph}
@@ -124,3 +155,5 @@ class TurnResult:
     messages: tuple[StoredMessage, ...]
     # Where the conversation it completed ends: (thread_key, branch, end); read as one range.
     conversation_end: tuple[uuid.UUID, int, int] | None = None
+    # The interrupts the turn paused on ({"id", "value"}): the thread waits for a resume.
+    interrupts: tuple[dict[str, Any], ...] = ()

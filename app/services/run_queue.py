@@ -91,6 +91,8 @@ class RunQueue:
             checkpoint_id=stored.get("checkpoint_id"),
             metadata=record.metadata,
             assistant_id=record.assistant_id or BUILTIN_ASSISTANT_ID,
+            resume=TurnRequest.resume_of(stored),
+            abandon_interrupt=bool(stored.get("abandon_interrupt")),
         )
         # Whoever waits for a queued run reads its log: its events are produced live.
         served = self._executor.catalog.get(record.assistant_id or BUILTIN_ASSISTANT_ID)

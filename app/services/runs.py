@@ -39,6 +39,7 @@ from app.observability.metrics import Metrics
 from app.services.events import RunEvent
 from app.services.executor import Execution, Executor
 from app.services.graphs import GraphCatalog, ServedGraph
+from app.services.interrupts import check_continuation, resume_command
 from app.services.live_run import LiveRun
 from app.services.run_model import Run, TurnRequest, TurnResult
 from app.services.run_queue import RunQueue
@@ -123,7 +124,9 @@ class RunService:
             metadata=request.metadata,
             multitask_strategy=strategy.value,
             idempotency_key=request.idempotency_key,
-            request_hash=request_fingerprint(request.messages, request.checkpoint_id),
+            request_hash=request_fingerprint(
+                request.messages, request.checkpoint_id, request.resume.stored() if request.resume else None
+            ),
             input=request.with_graph(served.name),
             checkpoint_id=request.checkpoint_id,
             after_seconds=request.after_seconds or None,
@@ -176,6 +179,15 @@ class RunService:
         self, request: TurnRequest, new: NewRun, claim: Claim, served: ServedGraph
     ) -> RunHandle:
         assert claim.thread is not None
+        try:
+            # Checked on the claimed row, before anything starts: a refused run leaves no trace.
+            if request.resume is not None:
+                resume_command(request, claim.thread)
+            else:
+                check_continuation(request, claim.thread)
+        except ServiceError:
+            await self._store.release(claim.thread.thread_key, new.run_id)
+            raise
         try:
             start = await self._runs.start_of(claim.thread, request.checkpoint_id)
         except LookupError:
@@ -330,6 +342,7 @@ class RunService:
             conversation_end=(record.thread_key, record.branch, record.message_count or 0),
             # As the run itself answered (a replay equals the first answer): no row timestamps.
             messages=tuple(replace(m, created_at=None) for m in rows),
+            interrupts=tuple(record.interrupts or ()),
         )
 
     # -- cancelling ----------------------------------------------------------------------------
