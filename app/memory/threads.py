@@ -97,11 +97,11 @@ class ThreadRecord:
 
 @dataclass(frozen=True)
 class ThreadQuery:
-    """Threads whose metadata contains `metadata`, busy or idle (None: both), a page of them
-    ordered by `order_by` (one of SEARCH_ORDERS)."""
+    """Threads whose metadata contains `metadata`, in `status` (busy, idle, interrupted; None:
+    any), a page of them ordered by `order_by` (one of SEARCH_ORDERS)."""
 
     metadata: dict[str, Any]
-    busy: bool | None
+    status: Literal["idle", "busy", "interrupted"] | None
     limit: int
     offset: int
     order_by: str
@@ -173,16 +173,26 @@ class ThreadRegistry:
 
     async def search(self, owner: str, query: ThreadQuery) -> list[ThreadRecord]:
         """The owner's threads that match `query`."""
-        metadata, busy, limit, offset = query.metadata, query.busy, query.limit, query.offset
+        metadata, limit, offset = query.metadata, query.limit, query.offset
         column = SEARCH_ORDERS[query.order_by]
         direction = "DESC" if query.descending else "ASC"
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
             await cur.execute(
                 f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %(owner)s AND metadata @> %(metadata)s"
-                f"  AND (%(busy)s::boolean IS NULL OR (NOT {lease_free()}) = %(busy)s)"
+                "  AND CASE %(status)s::text"
+                f"    WHEN 'busy' THEN NOT {lease_free()}"
+                f"    WHEN 'interrupted' THEN {lease_free()} AND interrupts IS NOT NULL"
+                f"    WHEN 'idle' THEN {lease_free()} AND interrupts IS NULL"
+                "    ELSE true END"
                 f" ORDER BY {column} {direction}, thread_id {direction} LIMIT %(limit)s OFFSET %(offset)s",
-                {"owner": owner, "metadata": Jsonb(metadata), "busy": busy, "limit": limit, "offset": offset},
+                {
+                    "owner": owner,
+                    "metadata": Jsonb(metadata),
+                    "status": query.status,
+                    "limit": limit,
+                    "offset": offset,
+                },
             )
             return await cur.fetchall()
 

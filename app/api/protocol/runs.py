@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, RunsDep, ThreadsDep
-from app.api.protocol.shapes import RunCreate, new_thread_id, run_json, values_of
+from app.api.protocol.shapes import RunCreate, interrupt_value, new_thread_id, run_json, values_of
 from app.api.protocol.stream import ProtocolStream
 from app.api.protocol.threads import thread_values
 from app.api.protocol.turn_states import fork_point, split
@@ -66,6 +66,7 @@ async def _submit(
     """Start the run; its thread id, handle, and the conversation it starts from."""
     served = runs.catalog.get(body.assistant_id)
     body.modes()
+    resume = body.resume()
     fork = body.fork_from()
     prior: list[Any] = []
     question: list[StoredMessage] = []
@@ -90,8 +91,13 @@ async def _submit(
     # A run from a turn's input state with no new input re-asks that turn's question (its
     # messages, ids included): a regenerated answer, a sibling of the turn's own.
     regenerates = split(asked)[0] if asked is not None and question and body.input is None else None
-    messages = [(m.role, m.content) for m in question] if regenerates else body.messages()
-    check_turn_messages(messages, limits)
+    messages: list[tuple[str, str]] = []
+    if regenerates:
+        messages = [(m.role, m.content) for m in question]
+    elif resume is None:
+        messages = body.messages()
+    if resume is None:
+        check_turn_messages(messages, limits)
     handle = await runs.submit(
         TurnRequest(
             owner=owner,
@@ -106,7 +112,10 @@ async def _submit(
             after_seconds=body.after_seconds,
             regenerates=regenerates,
             input_ids=tuple(m.message_id for m in question) if regenerates else None,
-            create_thread=body.if_not_exists == "create" or asked_new,
+            create_thread=resume is None and (body.if_not_exists == "create" or asked_new),
+            resume=resume,
+            # As on LangGraph's server, new input on a waiting thread leaves the interrupt behind.
+            abandon_interrupt=True,
         )
     )
     return thread_id, handle, prior
@@ -202,6 +211,9 @@ def build_router() -> APIRouter:
             values = values_of(await threads.conversation_until(result.conversation_end))
         else:
             values = await thread_values(await threads.get(owner, tid), threads, hosted)
+        if result.interrupts:
+            # As LangGraph's server answers a run that paused: its interrupts beside the values.
+            values = {**values, "__interrupt__": [interrupt_value(i) for i in result.interrupts]}
         return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
 
     @routes.get("/threads/{thread_id}/runs")

@@ -14,7 +14,7 @@ from app.errors import InvalidInput
 from app.memory.history import CheckpointRecord
 from app.memory.threads import ThreadRecord
 from app.memory.transcript import StoredMessage
-from app.services.run_model import BUILTIN_GRAPH, Run
+from app.services.run_model import BUILTIN_GRAPH, Resume, Run
 from app.services.storable import clip_json
 from app.settings import MultitaskStrategy
 
@@ -63,16 +63,53 @@ def checkpoint_ref(thread_id: str, checkpoint_id: str | None) -> dict[str, Any]:
     }
 
 
+def interrupt_value(recorded: dict[str, Any]) -> dict[str, Any]:
+    """An interrupt as the protocol shows it (`Interrupt`: value and id)."""
+    return {"value": recorded.get("value"), "id": recorded.get("id")}
+
+
 def thread_json(record: ThreadRecord, values: dict[str, Any]) -> dict[str, Any]:
-    busy = record.busy_at(datetime.now(UTC))
+    interrupts: dict[str, list[dict[str, Any]]] = {}
+    for recorded in record.interrupts or []:
+        interrupts.setdefault(str(recorded.get("task_id", "")), []).append(interrupt_value(recorded))
     return {
         "thread_id": record.thread_id,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "metadata": clip_json(record.metadata),
-        "status": "busy" if busy else "idle",
+        "status": record.status_at(datetime.now(UTC)),
         "values": values,
-        "interrupts": {},
+        "interrupts": interrupts,
+    }
+
+
+def with_interrupts(state: dict[str, Any], thread: ThreadRecord) -> dict[str, Any]:
+    """A state as LangGraph shows a paused one, when it is the head of a waiting thread: the
+    nodes to run next, their tasks with the interrupts they wait on, and those interrupts."""
+    if not thread.interrupts or state["checkpoint"]["checkpoint_id"] != thread.head_checkpoint_id:
+        return state
+    tasks: dict[str, dict[str, Any]] = {}
+    for recorded in thread.interrupts:
+        task_id, node = str(recorded.get("task_id", "")), str(recorded.get("node", ""))
+        task = tasks.setdefault(
+            task_id,
+            {
+                "id": task_id,
+                "name": node,
+                "path": ["__pregel_pull", node],
+                "error": None,
+                "interrupts": [],
+                "checkpoint": None,
+                "state": None,
+                "result": None,
+            },
+        )
+        task["interrupts"].append(interrupt_value(recorded))
+    return {
+        **state,
+        "next": list(dict.fromkeys(t["name"] for t in tasks.values())),
+        "tasks": list(tasks.values()),
+        "interrupts": [interrupt_value(r) for r in thread.interrupts],
     }
 
 
@@ -152,10 +189,23 @@ class RunCreate(BaseModel):
             raise InvalidInput("checkpoint_id must be a string.")
         return found
 
+    def resume(self) -> Resume | None:
+        """The answer to the thread's pending interrupt (`command.resume`), if this run is one."""
+        if self.command is None:
+            return None
+        others = sorted(k for k, v in self.command.items() if k != "resume" and v is not None)
+        if others:
+            raise InvalidInput(
+                f"command.{others[0]} is not supported here; resume a paused run with command.resume."
+            )
+        if "resume" not in self.command:
+            raise InvalidInput("`command` needs `resume`: the answer to the thread's pending interrupt.")
+        if self.fork_from() is not None:
+            raise InvalidInput("A resume continues the thread's paused turn: send it without a checkpoint.")
+        return Resume(value=self.command["resume"])
+
     def messages(self) -> list[tuple[str, str]]:
         """The new messages of the turn, as (role, text)."""
-        if self.command is not None:
-            raise InvalidInput("`command` (resuming an interrupt) is not supported by this server yet.")
         if self.interrupt_before or self.interrupt_after:
             raise InvalidInput("interrupt_before/interrupt_after are not supported by this server yet.")
         raw = (self.input or {}).get("messages")

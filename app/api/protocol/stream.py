@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.api.protocol.shapes import lc_message
+from app.api.protocol.shapes import interrupt_value, lc_message
 from app.memory.transcript import StoredMessage
 from app.services.events import (
     CustomData,
+    Interrupted,
     MessageCompleted,
     RunDone,
     RunEvent,
@@ -109,6 +110,10 @@ class ProtocolStream:
             return self._message_frames(_tool_message(event), event.node)
         if isinstance(event, CustomData):
             return [("custom", event.data)] if "custom" in self._modes else []
+        if isinstance(event, Interrupted):
+            # As LangGraph streams a pause: the interrupts as a `values` chunk and an update.
+            paused = {"__interrupt__": [interrupt_value(i) for i in event.interrupts]}
+            return [(mode, paused) for mode in ("updates", "values") if mode in self._modes]
         if isinstance(event, RunFailed):
             return [("error", {"error": event.code, "message": event.message})]
         if isinstance(event, RunDone):

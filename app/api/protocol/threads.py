@@ -16,6 +16,7 @@ from app.api.protocol.shapes import (
     state_json,
     thread_json,
     values_of,
+    with_interrupts,
 )
 from app.api.protocol.turn_states import input_state_json, split, turn_state_json, turn_states
 from app.errors import InvalidInput, ThreadExists
@@ -83,11 +84,11 @@ async def search_threads(
 ) -> list[dict[str, Any]]:
     """Threads matching a metadata filter, with their values (two round trips for a page)."""
     check_servable_json(body.metadata, where="metadata")  # a filter, but sent to PostgreSQL
-    if body.status in ("interrupted", "error"):
-        return []  # this server's threads are never left interrupted or in error
+    if body.status == "error":
+        return []  # a failed turn saves nothing here: a thread is never left in error
     query = ThreadQuery(
         metadata=body.metadata,
-        busy=None if body.status is None else body.status == "busy",
+        status=body.status,
         limit=min(body.limit, limits.max_page_size),
         offset=body.offset,
         order_by=body.sort_by,
@@ -197,12 +198,14 @@ async def _state(
         return empty_state(thread_id)  # a new thread: no checkpoint yet
     if hosted.graph_of(record) is not None:
         checkpoint, _ = await threads.checkpoint_state(record, wanted)
-        return state_json(thread_id, checkpoint, await hosted.values(record, wanted) or {})
+        return with_interrupts(
+            state_json(thread_id, checkpoint, await hosted.values(record, wanted) or {}), record
+        )
     turn_id, is_input = split(wanted)
     checkpoint, messages = await threads.checkpoint_state(record, turn_id)
     if is_input:
         return input_state_json(thread_id, checkpoint, messages)
-    return turn_state_json(thread_id, checkpoint, messages)
+    return with_interrupts(turn_state_json(thread_id, checkpoint, messages), record)
 
 
 @router.post("/threads/{thread_id}/history")
@@ -226,10 +229,16 @@ async def get_history(
     thread, states = await threads.history_states(owner, thread_id, limit=limit, before=before)
     if hosted.graph_of(thread) is not None:
         return [
-            state_json(thread_id, record, await hosted.values(thread, record.checkpoint_id) or {})
+            with_interrupts(
+                state_json(thread_id, record, await hosted.values(thread, record.checkpoint_id) or {}), thread
+            )
             for record, _ in states
         ]
-    found = [state for record, messages in states for state in turn_states(thread_id, record, messages)]
+    found = [
+        with_interrupts(state, thread)
+        for record, messages in states
+        for state in turn_states(thread_id, record, messages)
+    ]
     return found[:limit]
 
 
