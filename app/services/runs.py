@@ -148,6 +148,11 @@ class RunService:
             if claim.thread is not None:
                 return await self._run_here(request, new, claim, served)
             if claim.bound_to is not None:
+                if request.resume is not None and self.catalog.find(claim.bound_to) is not None:
+                    # A resume continues the paused turn on the graph that paused it.
+                    bound = self.catalog.get(claim.bound_to).assistant_id
+                    if bound != request.assistant_id:
+                        return await self.submit(replace(request, assistant_id=bound))
                 raise GraphMismatch(request.thread_id, claim.bound_to)
             if not claim.exists:  # a thread id never seen before: its first message creates it
                 if not request.create_thread:
