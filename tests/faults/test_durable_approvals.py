@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.faults.processes import running_service
 from tests.conftest import unique
+from tests.faults.processes import running_service
 
 pytestmark = pytest.mark.slow
 
