@@ -15,12 +15,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Overwrite
 
@@ -35,7 +33,6 @@ from app.errors import (
     ServiceUnavailable,
     TurnFailed,
     TurnTimeout,
-    as_service_error,
 )
 from app.memory.checkpointer import HEAD_KEY, STAGE_KEY, StagedCheckpoints, regenerated
 from app.memory.execution import ExecutionStore
@@ -59,6 +56,7 @@ from app.services.live_run import LiveRun
 from app.services.run_model import TurnRequest, TurnResult
 from app.services.state_update import apply_update
 from app.services.step_events import LIVE_MODES, jsonable, step_events, update_events
+from app.services.turn_report import classify_failure, count_decisions, log_turn
 from app.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -151,14 +149,21 @@ class Executor:
             async with asyncio.timeout(self._settings.turn_timeout_seconds):
                 result = await self._run_graph(live, execution, inputs)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded; none escapes
-            error = self._classify(exc, live)
+            error = classify_failure(exc, cancelled=live.cancel_requested, lease_lost=live.lease_lost)
             # Recorded whatever happens next: a second cancel (a shutdown) waits for it, so the
             # run always ends with its status, its terminal event and its lease freed.
             recording = asyncio.ensure_future(self._record_failure(live, execution, error))
             while not recording.done():
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(recording)
-            self._log_turn(execution, started, error_code=error.code, result=None)
+            log_turn(
+                execution.run_id,
+                execution.request,
+                started,
+                error_code=error.code,
+                result=None,
+                content=self._log_content,
+            )
             live.result.set_exception(error)
         else:
             elapsed = time.perf_counter() - started
@@ -166,7 +171,14 @@ class Executor:
             if self._metrics is not None:
                 self._metrics.turns_completed.inc()
                 self._metrics.turn_latency.observe(elapsed)
-            self._log_turn(execution, started, error_code=None, result=result)
+            log_turn(
+                execution.run_id,
+                execution.request,
+                started,
+                error_code=None,
+                result=result,
+                content=self._log_content,
+            )
             live.result.set_result(result)
         finally:
             heartbeat.cancel()
@@ -180,23 +192,6 @@ class Executor:
                 logger.error("run %s ended without its terminal event", execution.run_id, exc_info=failure)
             live.finish()
             self.live.pop(execution.run_id, None)
-
-    def _classify(self, exc: BaseException, live: LiveRun) -> ServiceError:
-        if live.cancel_requested:
-            return RunCancelled("The run was cancelled; nothing was saved.")
-        if live.lease_lost:
-            return TurnFailed("The thread's lease was lost during the turn; nothing was saved.")
-        if isinstance(exc, TimeoutError):
-            return TurnTimeout("The turn took longer than TURN_TIMEOUT_SECONDS; nothing was saved.")
-        if isinstance(exc, asyncio.CancelledError):
-            return ServiceUnavailable("The turn was interrupted by a shutdown; nothing was saved.")
-        if isinstance(exc, GraphRecursionError):
-            return TurnFailed("The agent exceeded RECURSION_LIMIT steps; nothing was saved.")
-        mapped = as_service_error(exc)
-        if mapped is not None:
-            return mapped
-        logger.exception("turn failed", exc_info=exc)
-        return TurnFailed("The agent failed to complete the turn; nothing was saved.")
 
     async def _record_failure(self, live: LiveRun, execution: Execution, error: ServiceError) -> None:
         status = "timeout" if isinstance(error, TurnTimeout) else "error"
@@ -371,7 +366,7 @@ class Executor:
                 raise RunCancelled("The run was cancelled; nothing was saved.")
             raise TurnFailed("The thread was deleted or taken over during the turn; nothing was saved.")
         live.publish(last)
-        self._count_decisions(thread, decisions, paused)
+        count_decisions(self._metrics, thread, decisions, paused)
         result = replace(
             result,
             conversation_end=(thread.thread_key, committed.branch, committed.message_count),
@@ -387,43 +382,6 @@ class Executor:
                 before_at=(start.branch, start.seq - len(known)),
             )
         return result
-
-    def _count_decisions(
-        self, thread: ThreadRecord, decisions: list[Decision], paused: list[dict[str, Any]]
-    ) -> None:
-        if self._metrics is None:
-            return
-        if paused:
-            self._metrics.interrupts.inc()
-        for decision in decisions:
-            self._metrics.approval_decisions.labels(decision=decision.type).inc()
-        if decisions and thread.interrupted_at is not None:
-            waited = (datetime.now(UTC) - thread.interrupted_at).total_seconds()
-            self._metrics.decision_latency.observe(max(waited, 0.0))
-
-    def _log_turn(
-        self, execution: Execution, started: float, *, error_code: str | None, result: TurnResult | None
-    ) -> None:
-        """One structured line per turn; message content only when LOG_CONTENT is on."""
-        request = execution.request
-        fields: dict[str, Any] = {
-            "thread_id": request.thread_id,
-            "run_id": str(execution.run_id),
-            "owner": request.owner,
-            "status": "failed" if error_code else "completed",
-            "error_code": error_code,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            "forked_from": request.checkpoint_id,
-        }
-        if result is not None:
-            fields["checkpoint_id"] = result.checkpoint_id
-            fields["new_messages"] = len(result.messages)
-            fields["tool_calls"] = sum(len(m.tool_calls or []) for m in result.messages)
-        if self._log_content:
-            fields["input"] = [content for _, content in request.messages]
-            if result is not None and result.messages:
-                fields["answer"] = result.messages[-1].content
-        logger.info("turn", extra=fields)
 
     async def drain(self, grace: float) -> None:
         """Let running turns finish within `grace` seconds, cancel the rest (not saved)."""
