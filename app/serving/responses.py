@@ -229,6 +229,9 @@ def custom_outputs(
     if result is not None:
         outputs["run_id"] = result.run_id
         outputs["checkpoint_id"] = result.checkpoint_id
+        if result.interrupts:
+            # The turn paused for a decision (TOOL_APPROVAL): resume it through the service's API.
+            outputs["interrupts"] = list(result.interrupts)
     elif run_id is not None:
         outputs["run_id"] = run_id
     return outputs

@@ -271,3 +271,16 @@ async def test_the_pause_is_a_checkpoint_with_its_interrupt_saved(
     thread_id = unique()
     await paused(approving, thread_id)
     assert _checkpoint_writes(database_url, thread_id) == 1
+
+
+async def test_the_responses_api_says_the_turn_paused(approving: httpx.AsyncClient) -> None:
+    thread_id = unique()
+    response = await approving.post(
+        "/invocations",
+        json={"input": [{"role": "user", "content": QUESTION}], "custom_inputs": {"thread_id": thread_id}},
+    )
+    assert response.status_code == 200, response.text
+    (interrupt,) = response.json()["custom_outputs"]["interrupts"]
+    assert interrupt["value"]["action_requests"][0]["name"] == "get_user_info"
+    thread = (await approving.get(f"/threads/{thread_id}")).json()
+    assert thread["status"] == "interrupted" and thread["interrupts"][0]["id"] == interrupt["id"]
