@@ -258,7 +258,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 values[channel] = self.serde.loads_typed((blob_type, blob))
                 if is_list_value(values[channel]) and channel != TASKS:
                     self._lists.put(key, KnownList(tuple(values[channel]), 0))
-        self._versions.put((thread_id, checkpoint_ns, row["checkpoint_id"]), versions)
+        self._versions.put((thread_id, checkpoint_ns, row["checkpoint_id"]), dict(versions))
         at: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
         parent_id = row["parent_checkpoint_id"]
         return CheckpointTuple(
