@@ -23,25 +23,35 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.lru import approximate_bytes
+from langchain_core.messages import BaseMessage
+
+from app.lru import approximate_bytes, message_list_bytes
 
 DELTA_PREFIX = "lma-delta:"
 
 # The blobs of one (thread, namespace) reachable from the given (channel, version) pairs by
-# following delta pointers: each chain down to its snapshot (at most K rows per chain).
+# following delta pointers: each chain down to its snapshot (at most K rows per chain). Each step
+# is a lookup by the whole primary key (`LIMIT 1` keeps the planner from scanning the thread's
+# rows with a filter, which it picks when its statistics think the thread is small).
 SELECT_CHAINS_SQL = """
 WITH RECURSIVE chain AS (
     SELECT b.channel, b.version, b.type, b.blob
     FROM unnest(%(channels)s::text[], %(versions)s::text[]) AS s(channel, version)
-    JOIN checkpoint_blobs b
-      ON b.thread_id = %(thread_id)s AND b.checkpoint_ns = %(checkpoint_ns)s
-     AND b.channel = s.channel AND b.version = s.version
+    CROSS JOIN LATERAL (
+        SELECT channel, version, type, blob FROM checkpoint_blobs
+        WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+          AND channel = s.channel AND version = s.version
+        LIMIT 1
+    ) AS b
   UNION ALL
     SELECT b.channel, b.version, b.type, b.blob
     FROM chain c
-    JOIN checkpoint_blobs b
-      ON b.thread_id = %(thread_id)s AND b.checkpoint_ns = %(checkpoint_ns)s
-     AND b.channel = c.channel AND b.version = split_part(c.type, ':', 2)
+    CROSS JOIN LATERAL (
+        SELECT channel, version, type, blob FROM checkpoint_blobs
+        WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+          AND channel = c.channel AND version = split_part(c.type, ':', 2)
+        LIMIT 1
+    ) AS b
     WHERE c.type LIKE 'lma-delta:%%'
 )
 SELECT channel, version, type, blob FROM chain
@@ -96,16 +106,36 @@ class Commit(Protocol):
     committed: bool
 
 
+def items_bytes(items: Sequence[Any]) -> int:
+    """`approximate_bytes` of some list items (messages in one cheap pass)."""
+    if all(isinstance(item, BaseMessage) for item in items):
+        return message_list_bytes(list(items))
+    return approximate_bytes(list(items))
+
+
 @dataclass(frozen=True)
 class KnownList:
     """A list channel's value at one version, as stored (or as it will be once `stage` commits).
 
     `items` is a tuple: a caller may grow the list it was handed in place, and a base must stay
-    what the database holds."""
+    what the database holds. `size` estimates the memory of all its items and `added` of those
+    it holds first (a delta's appended ones; all of a snapshot's), each weighed once, so a long
+    thread's turn never walks its whole conversation to weigh it."""
 
     items: tuple[Any, ...]
     depth: int  # deltas since the last snapshot along its chain (0: stored whole)
+    size: int
+    added: int
     stage: Commit | None = None  # the turn commit that will write it (None: in the database)
+
+    @classmethod
+    def whole(cls, items: Sequence[Any], stage: Commit | None = None) -> KnownList:
+        size = items_bytes(items)
+        return cls(tuple(items), 0, size, size, stage)
+
+    def extended(self, tail: Sequence[Any], stage: Commit | None = None) -> KnownList:
+        added = items_bytes(tail)
+        return KnownList(self.items + tuple(tail), self.depth + 1, self.size + added, added, stage)
 
     def usable_by(self, stage: Commit | None) -> bool:
         """Whether a row written with `stage` may extend it: it is in the database, or it is
@@ -114,11 +144,8 @@ class KnownList:
 
 
 def weigh_known(value: KnownList) -> int:
-    """The memory a kept list adds: its pointers, plus the items it holds first (all of a
-    snapshot's; a delta's few newest, which are what it appended)."""
-    items = value.items
-    owned = items if value.depth == 0 else items[-8:]
-    return 64 + 8 * len(items) + approximate_bytes(list(owned))
+    """The memory a kept list adds: its pointers and the items it holds first."""
+    return 64 + 8 * len(value.items) + value.added
 
 
 def appended(base: Sequence[Any], value: list[Any]) -> list[Any] | None:
@@ -188,14 +215,13 @@ class ChainRows:
             blob_type, blob = row
             parsed = parse_delta_type(blob_type)
             if parsed is None:
-                value = decode((blob_type, blob or b""))
-                found = KnownList(tuple(value), 0)
+                found = KnownList.whole(decode((blob_type, blob or b"")))
                 keep(key, found)
                 break
             path.append((key, (parsed[1], blob or b"")))
             key = (key[0], key[1], key[2], parsed[0])
         for delta_key, serialized in reversed(path):
-            found = KnownList(found.items + tuple(decode(serialized)), found.depth + 1)
+            found = found.extended(decode(serialized))
             keep(delta_key, found)
         return found
 

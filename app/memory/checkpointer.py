@@ -52,7 +52,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from app.lru import Lru
+from app.lru import Lru, approximate_bytes
 from app.memory.blob_deltas import (
     MATERIALIZE_BLOB_SQL,
     SELECT_CHAINS_SQL,
@@ -257,7 +257,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             elif blob_type != "empty":
                 values[channel] = self.serde.loads_typed((blob_type, blob))
                 if is_list_value(values[channel]) and channel != TASKS:
-                    self._lists.put(key, KnownList(tuple(values[channel]), 0))
+                    self._lists.put(key, KnownList.whole(values[channel]))
         self._versions.put((thread_id, checkpoint_ns, row["checkpoint_id"]), dict(versions))
         at: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
         parent_id = row["parent_checkpoint_id"]
@@ -279,7 +279,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
         stage = config["configurable"].get(STAGE_KEY)
         staged = stage if isinstance(stage, StagedCheckpoints) else None
-        blobs, row = self._rows(config, checkpoint, stored_metadata, new_versions, staged)
+        blobs, row, lists = self._rows(config, checkpoint, stored_metadata, new_versions, staged)
         if staged is not None:
             staged.blobs.extend(blobs)
             staged.checkpoints.append(row)
@@ -289,6 +289,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                     if blobs:
                         await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
                     await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
+        # Only what is written (or staged with its commit) may be a later delta's base.
+        for key, known in lists.items():
+            self._lists.put(key, known)
         configurable = config["configurable"]
         written: dict[str, Any] = {
             "thread_id": configurable["thread_id"],
@@ -303,8 +306,24 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._written.put(
             _key(written, written["checkpoint_id"]),
             CheckpointTuple(next_config, _copy(checkpoint), stored_metadata, parent, []),
+            size=self._weight(written, checkpoint, stored_metadata),
         )
+        self._versions.put(_key(written, checkpoint["id"]), dict(checkpoint["channel_versions"]))
         return next_config
+
+    def _weight(self, at: dict[str, Any], checkpoint: Checkpoint, metadata: CheckpointMetadata) -> int:
+        """What keeping a checkpoint costs, its lists weighed as kept by version (each item
+        weighed once, when it was appended) rather than by walking them again."""
+        other = dict(checkpoint["channel_values"])
+        total = 0
+        for channel, value in checkpoint["channel_values"].items():
+            version = checkpoint["channel_versions"].get(channel)
+            known = self._lists.get((str(at["thread_id"]), at["checkpoint_ns"], channel, str(version)))
+            if known is not None and is_list_value(value) and len(value) == len(known.items):
+                total += 64 + 8 * len(value) + known.size
+                del other[channel]
+        rest = approximate_bytes({**checkpoint, "channel_values": other})
+        return total + rest + approximate_bytes(metadata)
 
     def _rows(
         self,
@@ -313,10 +332,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         stored_metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
         stage: StagedCheckpoints | None,
-    ) -> tuple[list[BlobRow], CheckpointRow]:
+    ) -> tuple[list[BlobRow], CheckpointRow, dict[BlobKey, KnownList]]:
         """The rows of one checkpoint in the stock layout (primitives inline in the checkpoint,
         other values as blobs of their new versions), list values that extend their parent's
-        stored as deltas."""
+        stored as deltas; and the list values to keep once the rows are written."""
         configurable = config["configurable"]
         thread_id, checkpoint_ns = str(configurable["thread_id"]), configurable.get("checkpoint_ns", "")
         inline = dict(checkpoint["channel_values"])
@@ -330,6 +349,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         parent_id = configurable.get("checkpoint_id")
         parent = self._versions.get((thread_id, checkpoint_ns, parent_id)) if parent_id else None
         rows: list[BlobRow] = []
+        lists: dict[BlobKey, KnownList] = {}
         for channel, version in new_versions.items():
             if channel not in blobs:
                 continue
@@ -337,19 +357,21 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             value = blobs[channel]
             base = parent.get(channel) if parent else None
             if is_list_value(value) and channel != TASKS:
-                blob_type, blob, known = self._list_blob(key, value, base, stage)
-                self._lists.put(key, known)
+                blob_type, blob, lists[key] = self._list_blob(key, value, base, stage)
             else:
                 blob_type, blob = self.serde.dumps_typed(value)
             rows.append((thread_id, checkpoint_ns, channel, str(version), blob_type, blob))
-        self._versions.put((thread_id, checkpoint_ns, checkpoint["id"]), dict(checkpoint["channel_versions"]))
-        return rows, (
-            thread_id,
-            checkpoint_ns,
-            checkpoint["id"],
-            parent_id,
-            Jsonb({**checkpoint, "channel_values": inline}),
-            Jsonb(stored_metadata),
+        return (
+            rows,
+            (
+                thread_id,
+                checkpoint_ns,
+                checkpoint["id"],
+                parent_id,
+                Jsonb({**checkpoint, "channel_values": inline}),
+                Jsonb(stored_metadata),
+            ),
+            lists,
         )
 
     def _list_blob(
@@ -362,13 +384,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             tail = appended(base.items, value)
             if tail is not None:
                 serialized_type, blob = self.serde.dumps_typed(tail)
-                return (
-                    delta_type(str(base_version), serialized_type),
-                    blob,
-                    KnownList(base.items + tuple(tail), base.depth + 1, stage),
-                )
+                return delta_type(str(base_version), serialized_type), blob, base.extended(tail, stage)
         blob_type, blob = self.serde.dumps_typed(value)
-        return blob_type, blob, KnownList(tuple(value), 0, stage)
+        return blob_type, blob, KnownList.whole(value, stage)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """As the stock saver prunes, but a kept checkpoint's deltas are first written whole:
@@ -397,7 +415,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                             (blob_type, blob, thread_id, head[0], d["channel"], d["version"]),
                         )
                         key = (thread_id, head[0], d["channel"], d["version"])
-                        self._lists.put(key, KnownList(tuple(values[d["channel"]]), 0))
+                        self._lists.put(key, KnownList.whole(values[d["channel"]]))
 
     async def aput_writes(
         self,
