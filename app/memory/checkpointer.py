@@ -254,6 +254,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                     key, known=self._lists.get, keep=self._lists.put, decode=self.serde.loads_typed
                 )
                 values[channel] = list(known.items)
+            elif (kept := self._lists.get(key)) is not None:
+                values[channel] = list(kept.items)  # this version was decoded or written here
             elif blob_type != "empty":
                 values[channel] = self.serde.loads_typed((blob_type, blob))
                 if is_list_value(values[channel]) and channel != TASKS:
