@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg_pool import AsyncConnectionPool
 
@@ -137,7 +137,7 @@ async def run_graph(url: str, spec: str, turns: int, *, ours: bool) -> dict[str,
     ) as pool:
         await pool.open(wait=True)
 
-        def saver() -> BaseCheckpointSaver[Any]:
+        def saver() -> AsyncPostgresSaver:
             return PooledPostgresSaver(pool) if ours else AsyncPostgresSaver(pool)  # type: ignore[arg-type]
 
         writer = saver()
@@ -150,8 +150,14 @@ async def run_graph(url: str, spec: str, turns: int, *, ours: bool) -> dict[str,
             start = time.perf_counter()
             await graph.ainvoke({"messages": [HumanMessage(graph_turn(number))]}, config)
             latencies.append(time.perf_counter() - start)
-        reads: dict[str, list[float]] = {"state": [], "history": []}
+        reads: dict[str, list[float]] = {"state": [], "history": [], "state_warm": [], "history_warm": []}
         for _ in range(20):
+            start = time.perf_counter()
+            await graph.aget_state(config)
+            reads["state_warm"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            page = [s async for s in graph.aget_state_history(config, limit=20)]
+            reads["history_warm"].append(time.perf_counter() - start)
             reader = graph.copy(update={"checkpointer": saver()})  # nothing kept in memory
             start = time.perf_counter()
             await reader.aget_state(config)
@@ -167,7 +173,27 @@ async def run_graph(url: str, spec: str, turns: int, *, ours: bool) -> dict[str,
         "bytes": thread_bytes_stock(url, thread),
         "state_read": p50_ms(reads["state"]),
         "history_page": p50_ms(reads["history"]),
+        "state_warm": p50_ms(reads["state_warm"]),
+        "history_warm": p50_ms(reads["history_warm"]),
     }
+
+
+async def run_graph_alone(spec: str, turns: int) -> dict[str, float]:
+    """The graph's own cost, no saver at all: each turn is given the whole conversation so far
+    (what reducing it costs grows with the thread whatever stores it)."""
+    config_file, _, name = spec.rpartition(":")
+    (source,) = [s for s in graph_sources(Path(config_file), None) if s.name == name]
+    loaded = load_graph(source, InMemorySaver()).static
+    assert loaded is not None
+    graph = loaded.copy(update={"checkpointer": None})
+    state: dict[str, Any] = {"messages": []}
+    latencies = []
+    for number in range(turns):
+        start = time.perf_counter()
+        said = HumanMessage(graph_turn(number))
+        state = await graph.ainvoke({**state, "messages": [*state["messages"], said]})
+        latencies.append(time.perf_counter() - start)
+    return {"first50": p50_ms(latencies[:50]), "last50": p50_ms(latencies[-50:])}
 
 
 def main() -> None:
@@ -177,13 +203,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--graph", help="<langgraph.json>:<name>: that graph on our saver and the stock one")
     args = parser.parse_args()
-    ours_runs, stock_runs = [], []
+    ours_runs, stock_runs, alone_runs = [], [], []
     for _ in range(args.repeats):
         url = fresh_database(args.admin_url)
         try:
             if args.graph:
                 ours_runs.append(asyncio.run(run_graph(url, args.graph, args.turns, ours=True)))
                 stock_runs.append(asyncio.run(run_graph(url, args.graph, args.turns, ours=False)))
+                alone_runs.append(asyncio.run(run_graph_alone(args.graph, args.turns)))
             else:
                 ours_runs.append(asyncio.run(run_ours(url, args.turns)))
                 stock_runs.append(asyncio.run(run_stock(url, args.turns)))
@@ -209,8 +236,16 @@ def main() -> None:
         for label, key in (
             ("latest state, cold read, p50 (ms)", "state_read"),
             ("20-checkpoint history page, cold read, p50 (ms)", "history_page"),
+            ("latest state, read by the writer, p50 (ms)", "state_warm"),
+            ("20-checkpoint history page, read by the writer, p50 (ms)", "history_warm"),
         ):
             print(f"| {label} | {med(ours_runs, key):.2f} | {med(stock_runs, key):.2f} |")
+        first, last = med(alone_runs, "first50"), med(alone_runs, "last50")
+        print()
+        print(
+            f"the graph alone, no saver: p50 turn {first:.2f} ms (turns 1-50),"
+            f" {last:.2f} ms (last 50), {last / first:.2f}x"
+        )
     else:
         print(f"| latest 50 messages, HTTP p50 (ms) | {med(ours_runs, 'messages_page'):.2f} | |")
         print(f"| 20-checkpoint history page, HTTP p50 (ms) | {med(ours_runs, 'history_page'):.2f} | |")
