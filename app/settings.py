@@ -299,7 +299,7 @@ class ToolSettings(_Group):
 # Per cache and process (CACHE_MAX_BYTES).
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # A list channel is stored whole at least every this many versions (CHECKPOINT_SNAPSHOT_EVERY).
-DEFAULT_SNAPSHOT_EVERY = 50
+DEFAULT_SNAPSHOT_EVERY = 100
 
 
 class RunSettings(_Group):

@@ -31,6 +31,7 @@ versions. Reads rebuild the exact value; rows the stock saver wrote read as they
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -121,6 +122,14 @@ def _copy(checkpoint: Checkpoint) -> Checkpoint:
     return copy
 
 
+_DIGITS = 12  # of a new thread's version numbers: 10^12 versions
+
+
+def _noise() -> str:
+    """What tells apart the same version number made on two branches."""
+    return f"{random.getrandbits(32):08x}"
+
+
 class PooledPostgresSaver(AsyncPostgresSaver):
     def __init__(
         self,
@@ -145,6 +154,18 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._lists: Lru[BlobKey, KnownList] = Lru(cache_size * 8, max_bytes=cache_bytes, weigh=weigh_known)
         # The channel versions of recent checkpoints: a new checkpoint's delta extends its parent's.
         self._versions: Lru[_Key, ChannelVersions] = Lru(cache_size * 4)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """As the stock saver numbers versions, but a new thread's are 21 characters, not 51
+        (12 digits, not 32, and 8 random hex digits, not a float): every checkpoint row repeats
+        its channels' versions, so this is a third of a row. A thread begun with the stock
+        format keeps its width, so versions still compare as their numbers do."""
+        if current is None:
+            return f"{1:0{_DIGITS}}.{_noise()}"
+        if not isinstance(current, str):  # an integer version: numbered as the stock saver does
+            return super().get_next_version(current, channel)
+        number = current.split(".")[0]
+        return f"{int(number) + 1:0{len(number)}}.{_noise()}"
 
     @property
     def cache_bytes(self) -> int:

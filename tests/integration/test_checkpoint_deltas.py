@@ -267,3 +267,20 @@ async def test_compacting_a_thread_writes_what_it_keeps_whole(databases: Databas
     after = (await build(PooledPostgresSaver(databases.ours)).aget_state(config)).values
     assert [m.id for m in after["messages"]] == [m.id for m in before["messages"]] + ["h-6.0", "a-hello 6.0"]
     assert _delta_rows(databases.ours_url, thread) > 0
+
+
+async def test_versions_are_short_for_new_threads_and_keep_the_width_of_older_ones(
+    databases: Databases,
+) -> None:
+    ours, stock = PooledPostgresSaver(databases.ours), AsyncPostgresSaver(databases.stock)
+    first = ours.get_next_version(None, None)
+    assert len(first) == 21 and first.startswith("000000000001.")
+    chain = [first]
+    for _ in range(12):
+        chain.append(ours.get_next_version(chain[-1], None))
+    assert chain == sorted(chain) and int(chain[-1].split(".")[0]) == 13
+    # A thread the stock saver began goes on in its width, so versions still sort by number.
+    old = stock.get_next_version(stock.get_next_version(None, None), None)
+    following = ours.get_next_version(old, None)
+    assert len(following.split(".")[0]) == 32 and following > old
+    assert int(following.split(".")[0]) == 3
