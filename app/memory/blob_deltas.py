@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from langchain_core.messages import BaseMessage
 
 from app.lru import approximate_bytes, message_list_bytes
+from app.memory.langgraph_internals import stock_select_with_blobs
 
 DELTA_PREFIX = "lma-delta:"
 
@@ -56,6 +57,24 @@ WITH RECURSIVE chain AS (
 )
 SELECT channel, version, type, blob FROM chain
 """
+
+# The stock saver's `SELECT_SQL` (same columns, same rows) with each blob found by its whole
+# primary key: the stock query joins a checkpoint's versions to all of its thread's blobs, which
+# the planner does by scanning them for every checkpoint read, so a read cost the thread's length.
+SELECT_CHECKPOINTS_SQL = stock_select_with_blobs(
+    """
+        select array_agg(array[bl.channel::bytea, bl.type::bytea, bl.blob])
+        from jsonb_each_text(checkpoint -> 'channel_versions') as v
+        cross join lateral (
+            select b.channel, b.type, b.blob from checkpoint_blobs b
+            where b.thread_id = checkpoints.thread_id
+                and b.checkpoint_ns = checkpoints.checkpoint_ns
+                and b.channel = v.key
+                and b.version = v.value
+            limit 1
+        ) as bl
+    """
+)
 
 # A delta blob written over a snapshot of the same row, when a prune would drop its base.
 MATERIALIZE_BLOB_SQL = """

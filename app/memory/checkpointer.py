@@ -57,6 +57,7 @@ from app.lru import Lru, approximate_bytes
 from app.memory.blob_deltas import (
     MATERIALIZE_BLOB_SQL,
     SELECT_CHAINS_SQL,
+    SELECT_CHECKPOINTS_SQL,
     SELECT_HEAD_DELTAS_SQL,
     BlobKey,
     ChainRows,
@@ -131,6 +132,8 @@ def _noise() -> str:
 
 
 class PooledPostgresSaver(AsyncPostgresSaver):
+    SELECT_SQL = SELECT_CHECKPOINTS_SQL
+
     def __init__(
         self,
         pool: AsyncConnectionPool[Any],

@@ -9,12 +9,13 @@ any of it (pyproject.toml bounds both packages' versions for the same reason).
 from __future__ import annotations
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.serde.types import TASKS
 from langgraph.checkpoint.serde.types import _DeltaSnapshot as DeltaSnapshot
 
 # A `DeltaChannel`'s snapshot value: the stock saver stores it as a blob behind an inline `true`.
 # Pending sends live in this channel (a checkpoint older than format 4 gets them migrated in).
-__all__ = ["SAVER_METHODS", "SAVER_SQL", "TASKS", "DeltaSnapshot"]
+__all__ = ["SAVER_METHODS", "SAVER_SQL", "TASKS", "DeltaSnapshot", "stock_select_with_blobs"]
 
 # Private methods of the stock saver that the subclass calls, with their parameters.
 SAVER_METHODS: dict[str, tuple[str, ...]] = {
@@ -35,3 +36,20 @@ SAVER_SQL: dict[str, tuple[str, ...]] = {
 }
 
 STOCK_SAVER = AsyncPostgresSaver
+
+
+# Where the stock `SELECT_SQL` reads a checkpoint's blobs, as `stock_select_with_blobs` replaces it.
+_BLOBS_START = "(\n        select array_agg(array[bl.channel"
+_BLOBS_END = ") as channel_values,"
+
+
+def stock_select_with_blobs(subquery: str) -> str:
+    """The stock saver's `SELECT_SQL` with its blobs subquery replaced by `subquery` (which must
+    return the same `channel_values` column): every other column stays the library's own."""
+    head, start, rest = BasePostgresSaver.SELECT_SQL.partition(_BLOBS_START)
+    _, end, tail = rest.partition(_BLOBS_END)
+    if not (start and end):
+        raise RuntimeError(
+            "langgraph-checkpoint-postgres changed SELECT_SQL: update app/memory/langgraph_internals.py"
+        )
+    return f"{head}({subquery}{_BLOBS_END}{tail}"

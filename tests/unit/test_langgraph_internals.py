@@ -8,6 +8,8 @@ import inspect
 
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 
+from app.memory.blob_deltas import SELECT_CHECKPOINTS_SQL
+from app.memory.checkpointer import PooledPostgresSaver
 from app.memory.langgraph_internals import SAVER_METHODS, SAVER_SQL, STOCK_SAVER, TASKS, DeltaSnapshot
 
 
@@ -28,12 +30,21 @@ def test_the_saver_sql_we_run_still_reads_and_writes_the_columns_we_expect() -> 
     assert "array[bl.channel::bytea, bl.type::bytea, bl.blob]" in BasePostgresSaver.SELECT_SQL
 
 
+def test_our_checkpoint_select_is_the_stock_one_but_for_how_it_finds_blobs() -> None:
+    stock = BasePostgresSaver.SELECT_SQL
+    ours = PooledPostgresSaver.SELECT_SQL
+    assert ours == SELECT_CHECKPOINTS_SQL != stock
+    assert ours.startswith(stock.partition("(\n        select array_agg")[0])
+    assert ours.endswith(stock.partition(") as channel_values,")[2])
+    assert "limit 1" in ours and "jsonb_each_text" in ours
+
+
 def test_the_delta_snapshot_type_and_the_tasks_channel_are_where_we_import_them() -> None:
     assert DeltaSnapshot._fields == ("value",)
     assert TASKS == "__pregel_tasks"
 
 
-def test_the_stock_saver_stores_a_blob_only_for_a_channel_whose_version_moved() -> None:
+def test_the_stock_saver_keeps_one_blob_row_per_channel_version() -> None:
     """A delta names its parent's version as its base: the stock layout must keep one blob row
     per (thread, namespace, channel, version), never rewritten."""
     migrations = "\n".join(BasePostgresSaver.MIGRATIONS)
