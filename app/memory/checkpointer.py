@@ -124,6 +124,7 @@ def _copy(checkpoint: Checkpoint) -> Checkpoint:
 
 
 _DIGITS = 12  # of a new thread's version numbers: 10^12 versions
+_INLINE_WRITES = 16
 
 
 def _noise() -> str:
@@ -292,8 +293,15 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             cast(Checkpoint, {**checkpoint, "channel_values": values}),
             row["metadata"],
             {"configurable": {**at, "checkpoint_id": parent_id}} if parent_id else None,
-            await asyncio.to_thread(self._load_writes, row["pending_writes"]),
+            await self._writes(row["pending_writes"]),
         )
+
+    async def _writes(self, rows: list[tuple[bytes, ...]] | None) -> list[tuple[str, str, Any]]:
+        """A checkpoint's pending writes, decoded off the event loop only when there are many
+        (a thread hop costs more than decoding a step's few writes)."""
+        if rows is None or len(rows) <= _INLINE_WRITES:
+            return self._load_writes(rows)  # type: ignore[arg-type]
+        return await asyncio.to_thread(self._load_writes, rows)  # type: ignore[arg-type]
 
     async def aput(
         self,
