@@ -163,7 +163,7 @@ async def run_step(graph: Graph, thread: str, number: int, step: Step, durabilit
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
