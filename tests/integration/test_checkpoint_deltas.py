@@ -28,7 +28,7 @@ from langgraph.types import Command, Overwrite, interrupt
 from psycopg_pool import AsyncConnectionPool
 
 from app.memory.blob_deltas import DELTA_PREFIX
-from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.checkpointer import STAGE_KEY, PooledPostgresSaver, StagedCheckpoints
 from tests.conftest import scratch_database, unique
 
 
@@ -284,3 +284,38 @@ async def test_versions_are_short_for_new_threads_and_keep_the_width_of_older_on
     following = ours.get_next_version(old, None)
     assert len(following.split(".")[0]) == 32 and following > old
     assert int(following.split(".")[0]) == 3
+
+
+async def test_a_turn_extends_only_rows_that_are_written_or_staged_with_it(databases: Databases) -> None:
+    """A staged turn's rows exist once its commit writes them: until then another turn's
+    checkpoint may not be a delta over them (if that commit fails, the base never exists)."""
+    thread = unique("staged")
+    saver = PooledPostgresSaver(databases.ours)
+    graph = build(saver)
+    await run_step(graph, thread, 0, ("say", 1), "sync")
+
+    def staged_turn(stage: StagedCheckpoints, parent: str | None) -> RunnableConfig:
+        configurable: dict[str, Any] = {"thread_id": thread, STAGE_KEY: stage}
+        if parent:
+            configurable["checkpoint_id"] = parent
+        return {"configurable": configurable}
+
+    def message_blobs(stage: StagedCheckpoints) -> list[str]:
+        return [blob_type for _, _, channel, _, blob_type, _ in stage.blobs if channel == "messages"]
+
+    second = StagedCheckpoints()
+    said: State = {"messages": [HumanMessage("hello 1", id="h-1")]}
+    await graph.ainvoke(said, staged_turn(second, None), durability="exit")
+    assert message_blobs(second)[-1].startswith(DELTA_PREFIX), "over the written first turn"
+    assert second.last_id is not None
+
+    third = StagedCheckpoints()
+    said = {"messages": [HumanMessage("hello 2", id="h-2")]}
+    await graph.ainvoke(said, staged_turn(third, second.last_id), durability="exit")
+    assert not message_blobs(third)[-1].startswith(DELTA_PREFIX), "the second turn is not written"
+
+    second.committed = True  # as RunStore.complete marks it once its statement wrote the rows
+    fourth = StagedCheckpoints()
+    said = {"messages": [HumanMessage("hello 3", id="h-3")]}
+    await graph.ainvoke(said, staged_turn(fourth, second.last_id), durability="exit")
+    assert message_blobs(fourth)[-1].startswith(DELTA_PREFIX)
