@@ -14,7 +14,7 @@ The rows keep the stock primary key (thread, namespace, channel, version), so de
 and measuring a thread's blobs work on them unchanged. Reading a delta walks back along its
 `type` pointers to the nearest snapshot (one recursive query, `SELECT_CHAINS_SQL`).
 
-This module is the encoding and the walk; `app/memory/checkpointer.py` decides when to use them.
+This module is the encoding and the walk; `app/memory/delta_saver.py` decides when to use them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The private parts of langgraph-checkpoint(-postgres) the memory layer relies on, in one place.
 
-`app/memory/checkpointer.py` subclasses `AsyncPostgresSaver` and reads and writes its tables in
+`app/memory/delta_saver.py` subclasses `AsyncPostgresSaver` and reads and writes its tables in
 its layout. What it takes from the library beyond the public saver interface is named here, and
 `tests/unit/test_langgraph_internals.py` fails loudly, naming what moved, when an upgrade changes
 any of it (pyproject.toml bounds both packages' versions for the same reason).

@@ -1,4 +1,4 @@
-"""app/memory/checkpointer.py relies on private parts of langgraph's Postgres saver (named in
+"""app/memory/delta_saver.py relies on private parts of langgraph's Postgres saver (named in
 app/memory/langgraph_internals.py); this fails loudly, naming what moved, when an upgrade
 changes them."""
 
