@@ -86,7 +86,12 @@ async def open_resources(
         settings.database, settings.lakebase, workspace=workspace, metrics=metrics
     ) as database:
         pool = database.pool
-        saver = PooledPostgresSaver(pool, metrics=metrics, cache_bytes=settings.runs.cache_max_bytes)
+        saver = PooledPostgresSaver(
+            pool,
+            metrics=metrics,
+            cache_bytes=settings.runs.cache_max_bytes,
+            snapshot_every=settings.runs.snapshot_every,
+        )
         if settings.database.migrate:
             await migrate(pool, saver, schema=settings.database.schema_name)
         else:

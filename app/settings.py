@@ -301,6 +301,8 @@ class ToolSettings(_Group):
 
 # Per cache and process (CACHE_MAX_BYTES).
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# A list channel is stored whole at least every this many versions (CHECKPOINT_SNAPSHOT_EVERY).
+DEFAULT_SNAPSHOT_EVERY = 100
 
 
 class RunSettings(_Group):
@@ -315,6 +317,11 @@ class RunSettings(_Group):
     # Each per-process cache (history windows, recent checkpoints) holds at most this many bytes
     # (estimated by app/lru.py); beyond, the least recently used entries go.
     cache_max_bytes: int = Field(default=DEFAULT_CACHE_BYTES, ge=0, validation_alias="CACHE_MAX_BYTES")
+    # Checkpoints store a list channel's new version as what it appends to the one before, and
+    # the whole list at least every this many versions (1: always whole, as the stock saver).
+    snapshot_every: int = Field(
+        default=DEFAULT_SNAPSHOT_EVERY, ge=1, validation_alias="CHECKPOINT_SNAPSHOT_EVERY"
+    )
     # The strategy of a request that names none.
     multitask_strategy: MultitaskStrategy = Field(
         default=MultitaskStrategy.REJECT, validation_alias="MULTITASK_STRATEGY"

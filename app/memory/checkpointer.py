@@ -21,6 +21,10 @@ A turn's checkpoint is not written on its own either. With a `StagedCheckpoints`
 hands them to the turn's commit, which writes them in the same statement that moves the thread's
 head (`RunStore.complete`): one round trip and one transaction fewer per turn, and a turn that
 fails or crashes leaves no checkpoint behind at all.
+
+Storage stays linear in a thread's length for any graph: this saver builds on
+`DeltaPostgresSaver` (`app/memory/delta_saver.py`), which stores a list channel's new version as
+what it appends to the version its parent checkpoint holds, staged rows included.
 """
 
 from __future__ import annotations
@@ -39,17 +43,16 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.types import Interrupt
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from app.lru import Lru
+from app.lru import Lru, approximate_bytes
+from app.memory.blob_deltas import is_list_value
+from app.memory.delta_saver import BlobRow, CheckpointKey, CheckpointRow, DeltaPostgresSaver
 from app.observability.metrics import Metrics, timed_checkpoint_write
-from app.settings import DEFAULT_CACHE_BYTES
+from app.settings import DEFAULT_CACHE_BYTES, DEFAULT_SNAPSHOT_EVERY
 
 # Run-config key naming the checkpoint the thread's registry records as its head (None: the
 # thread has no completed turn). With it, "the latest checkpoint" means that one.
@@ -70,15 +73,11 @@ INTERRUPT = "__interrupt__"
 # Run-config key of the `StagedCheckpoints` that receives the run's checkpoints.
 STAGE_KEY = "__lma_stage"
 
-_Key = tuple[str, str, str]  # thread_id, checkpoint_ns, checkpoint_id
 
-
-def _key(configurable: dict[str, Any], checkpoint_id: str) -> _Key:
+def _key(configurable: dict[str, Any], checkpoint_id: str) -> CheckpointKey:
     return (str(configurable["thread_id"]), configurable.get("checkpoint_ns", ""), checkpoint_id)
 
 
-BlobRow = tuple[str, str, str, str, str, bytes | None]  # thread, ns, channel, version, type, blob
-CheckpointRow = tuple[str, str, str, str | None, Jsonb, Jsonb]  # thread, ns, id, parent, body, metadata
 # thread, ns, checkpoint, task, task path, idx, channel, type, blob
 WriteRow = tuple[str, str, str, str, str, int, str, str, bytes]
 
@@ -108,6 +107,8 @@ class StagedCheckpoints:
     writes: list[WriteRow] = field(default_factory=list)
     # The interrupts the run paused on (the values of its `__interrupt__` writes).
     interrupts: list[Paused] = field(default_factory=list)
+    # Set by the commit that wrote them: later checkpoints may then store deltas over them.
+    committed: bool = False
 
     @property
     def last_id(self) -> str | None:
@@ -123,7 +124,7 @@ def _copy(checkpoint: Checkpoint) -> Checkpoint:
     return copy
 
 
-class PooledPostgresSaver(AsyncPostgresSaver):
+class PooledPostgresSaver(DeltaPostgresSaver):
     def __init__(
         self,
         pool: AsyncConnectionPool[Any],
@@ -131,14 +132,15 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         metrics: Metrics | None = None,
         cache_size: int = 2048,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         if not isinstance(pool, AsyncConnectionPool):
             raise TypeError("PooledPostgresSaver needs an AsyncConnectionPool")
-        super().__init__(pool)
+        super().__init__(pool, cache_size=cache_size, cache_bytes=cache_bytes, snapshot_every=snapshot_every)
         self._pool: AsyncConnectionPool[Any] = pool
         self._metrics = metrics
         # Bounded by bytes too (CACHE_MAX_BYTES): a checkpoint holds its turn's messages.
-        self._written: Lru[_Key, CheckpointTuple] = Lru(cache_size, max_bytes=cache_bytes)
+        self._written: Lru[CheckpointKey, CheckpointTuple] = Lru(cache_size, max_bytes=cache_bytes)
 
     @property
     def cache_bytes(self) -> int:
@@ -169,7 +171,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
         stage = config["configurable"].get(STAGE_KEY)
         if isinstance(stage, StagedCheckpoints):
-            next_config = self._stage(stage, config, checkpoint, stored_metadata, new_versions)
+            blobs, row, lists = self._rows(config, checkpoint, stored_metadata, new_versions, stage)
+            stage.blobs.extend(blobs)
+            stage.checkpoints.append(row)
+            next_config = self._remember(config, checkpoint, lists)
         else:
             with timed_checkpoint_write(self._metrics):
                 next_config = await super().aput(config, checkpoint, metadata, new_versions)
@@ -181,48 +186,23 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._written.put(
             _key(written, written["checkpoint_id"]),
             CheckpointTuple(next_config, _copy(checkpoint), stored_metadata, parent, []),
+            size=self._weight(written, checkpoint, stored_metadata),
         )
         return next_config
 
-    def _stage(
-        self,
-        stage: StagedCheckpoints,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        stored_metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """The rows the stock `aput` would write, kept in `stage` (same split and encoding:
-        primitives inline in the checkpoint, other values as blobs of their new versions)."""
-        configurable = config["configurable"]
-        thread_id, checkpoint_ns = str(configurable["thread_id"]), configurable.get("checkpoint_ns", "")
-        inline = dict(checkpoint["channel_values"])
-        blobs: dict[str, Any] = {}
+    def _weight(self, at: dict[str, Any], checkpoint: Checkpoint, metadata: CheckpointMetadata) -> int:
+        """What keeping a checkpoint costs, its lists weighed as kept by version (each item
+        weighed once, when it was appended) rather than by walking them again."""
+        other = dict(checkpoint["channel_values"])
+        total = 0
         for channel, value in checkpoint["channel_values"].items():
-            if isinstance(value, _DeltaSnapshot):
-                blobs[channel] = inline.pop(channel)
-                inline[channel] = True  # the stock marker: the value is in the blob
-            elif not (value is None or isinstance(value, str | int | float | bool)):
-                blobs[channel] = inline.pop(channel)
-        versions = {channel: v for channel, v in new_versions.items() if channel in blobs}
-        stage.blobs.extend(self._dump_blobs(thread_id, checkpoint_ns, blobs, versions))
-        stage.checkpoints.append(
-            (
-                thread_id,
-                checkpoint_ns,
-                checkpoint["id"],
-                configurable.get("checkpoint_id"),
-                Jsonb({**checkpoint, "channel_values": inline}),
-                Jsonb(stored_metadata),
-            )
-        )
-        return {
-            "configurable": {
-                "thread_id": configurable["thread_id"],
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoint_id": checkpoint["id"],
-            }
-        }
+            version = checkpoint["channel_versions"].get(channel)
+            known = self._lists.get((str(at["thread_id"]), at["checkpoint_ns"], channel, str(version)))
+            if known is not None and is_list_value(value) and len(value) == len(known.items):
+                total += 64 + 8 * len(value) + known.size
+                del other[channel]
+        rest = approximate_bytes({**checkpoint, "channel_values": other})
+        return total + rest + approximate_bytes(metadata)
 
     async def aput_writes(
         self,

@@ -340,4 +340,7 @@ class ExecutionStore:
                 f"  LATERAL (SELECT {NOTIFY_EVENTS_SQL}, {_WAKE_QUEUE}) AS woken",
                 params,
             )
-            return await cur.fetchone()
+            record = await cur.fetchone()
+        # Later turns' checkpoints may now store their lists as deltas over these rows.
+        staged.committed = record is not None
+        return record

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
@@ -16,7 +17,11 @@ from langgraph_sdk.client import LangGraphClient
 from app.agent.graph_loader import GraphLoadError
 from app.api.protocol import PREFIX
 from app.lifespan import open_resources
-from tests.conftest import make_settings, real_server, unique, user_input
+from app.memory.blob_deltas import DELTA_PREFIX
+from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.pool import open_database
+from app.settings import DatabaseSettings
+from tests.conftest import make_settings, real_server, scalar, unique, user_input
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = f"support={ROOT / 'examples' / 'support_agent.py'}:graph"
@@ -224,3 +229,30 @@ async def test_update_state_goes_through_the_hosted_graphs_reducers(
     with pytest.raises(httpx.HTTPStatusError) as bad:
         await sdk.threads.update_state(thread_id, {"tickets": ["x"]}, as_node="no-such-node")
     assert bad.value.response.status_code == 422
+
+
+async def test_a_hosted_graphs_conversation_is_stored_as_deltas_and_reads_back_whole(
+    served: tuple[str, LangGraphClient], database_url: str
+) -> None:
+    _, sdk = served
+    thread_id = (await sdk.threads.create())["thread_id"]
+    for content in ("hello", "open a ticket: monitor flickers", "how many tickets?", "thanks"):
+        last = await wait(sdk, thread_id, "support", content)
+    assert len(last["messages"]) == 10
+    with psycopg.connect(database_url) as conn:
+        key_sql = "SELECT thread_key::text FROM lma_threads WHERE thread_id = %s"
+        thread_key = scalar(conn, key_sql, [thread_id])
+        kinds = conn.execute(
+            "SELECT channel, type LIKE %s FROM checkpoint_blobs WHERE thread_id = %s",
+            (DELTA_PREFIX + "%", thread_key),
+        ).fetchall()
+    # The first turn's list is whole; each later turn stores only what it appended.
+    assert sorted(kinds).count(("messages", True)) == 3, kinds
+    # A saver that kept nothing (another replica) reads the same conversation from the table.
+    async with open_database(DatabaseSettings(url=database_url)) as database:
+        reader = PooledPostgresSaver(database.pool)
+        stored = await reader.aget_tuple({"configurable": {"thread_id": thread_key}})
+    assert stored is not None
+    messages = stored.checkpoint["channel_values"]["messages"]
+    assert [m.id for m in messages] == [m["id"] for m in last["messages"]]
+    assert (await sdk.threads.get_state(thread_id))["values"] == last

@@ -59,3 +59,15 @@ def test_a_wrong_value_fails_at_start_naming_the_variable(
     with pytest.raises(ValidationError) as failure:
         Settings()
     assert env in _config_error_text(failure.value)
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    names = [
+        env
+        for group_info in Settings.model_fields.values()
+        for info in typing.cast(type[BaseSettings], group_info.annotation).model_fields.values()
+        for env in _env_names(info)
+    ]
+    missing = [env for env in names if f"`{env}`" not in readme]
+    assert not missing, f"settings missing from the README's settings table: {missing}"

@@ -1,0 +1,52 @@
+"""app/memory/delta_saver.py relies on private parts of langgraph's Postgres saver (named in
+app/memory/langgraph_internals.py); this fails loudly, naming what moved, when an upgrade
+changes them."""
+
+from __future__ import annotations
+
+import inspect
+
+from langgraph.checkpoint.postgres.base import BasePostgresSaver
+
+from app.memory.blob_deltas import SELECT_CHECKPOINTS_SQL
+from app.memory.checkpointer import PooledPostgresSaver
+from app.memory.langgraph_internals import SAVER_METHODS, SAVER_SQL, STOCK_SAVER, TASKS, DeltaSnapshot
+
+
+def test_the_saver_methods_we_call_are_still_there_with_their_parameters() -> None:
+    for name, params in SAVER_METHODS.items():
+        method = getattr(STOCK_SAVER, name, None)
+        assert callable(method), f"AsyncPostgresSaver no longer has {name}"
+        assert tuple(inspect.signature(method).parameters) == params, f"{name} changed its parameters"
+
+
+def test_the_saver_sql_we_run_still_reads_and_writes_the_columns_we_expect() -> None:
+    for name, words in SAVER_SQL.items():
+        statement = getattr(STOCK_SAVER, name, None)
+        assert isinstance(statement, str), f"AsyncPostgresSaver no longer has {name}"
+        missing = [word for word in words if word not in statement]
+        assert not missing, f"{name} no longer mentions {missing}"
+    # A checkpoint's blobs come as (channel, type, blob) triples: the reader's rebuild needs them so.
+    assert "array[bl.channel::bytea, bl.type::bytea, bl.blob]" in BasePostgresSaver.SELECT_SQL
+
+
+def test_our_checkpoint_select_is_the_stock_one_but_for_how_it_finds_blobs() -> None:
+    stock = BasePostgresSaver.SELECT_SQL
+    ours = PooledPostgresSaver.SELECT_SQL
+    assert ours == SELECT_CHECKPOINTS_SQL != stock
+    assert ours.startswith(stock.partition("(\n        select array_agg")[0])
+    assert ours.endswith(stock.partition(") as channel_values,")[2])
+    assert "limit 1" in ours and "jsonb_each_text" in ours
+
+
+def test_the_delta_snapshot_type_and_the_tasks_channel_are_where_we_import_them() -> None:
+    assert DeltaSnapshot._fields == ("value",)
+    assert TASKS == "__pregel_tasks"
+
+
+def test_the_stock_saver_keeps_one_blob_row_per_channel_version() -> None:
+    """A delta names its parent's version as its base: the stock layout must keep one blob row
+    per (thread, namespace, channel, version), never rewritten."""
+    migrations = "\n".join(BasePostgresSaver.MIGRATIONS)
+    assert "PRIMARY KEY (thread_id, checkpoint_ns, channel, version)" in migrations
+    assert "DO NOTHING" in BasePostgresSaver.UPSERT_CHECKPOINT_BLOBS_SQL
