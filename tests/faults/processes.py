@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 class ServiceProcess:
     """One `serve` process on 127.0.0.1; `start()` then `wait_ready()`, `stop()` always."""
 
-    def __init__(self, database_url: str, *args: str, **env: str) -> None:
+    def __init__(self, database_url: str, *args: str, port: int | None = None, **env: str) -> None:
+        """`port`: where to listen (a free one by default; a restart takes its predecessor's)."""
         self._args = args
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {
             **os.environ,
@@ -86,9 +87,11 @@ class ServiceProcess:
 
 
 @contextmanager
-def running_service(database_url: str, *args: str, **env: str) -> Iterator[ServiceProcess]:
+def running_service(
+    database_url: str, *args: str, port: int | None = None, **env: str
+) -> Iterator[ServiceProcess]:
     """A started, ready service process (`serve *args`), stopped afterwards whatever happens."""
-    service = ServiceProcess(database_url, *args, **env)
+    service = ServiceProcess(database_url, *args, port=port, **env)
     try:
         service.start()
         service.wait_ready()
