@@ -70,6 +70,14 @@ async def list_threads(
     default_ttl: DefaultTtlDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     before: Annotated[str | None, Query(max_length=512, description="Cursor from `next_cursor`.")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Only threads whose title contains this (any case), or with this id.",
+        ),
+    ] = None,
 ) -> ThreadList:
     """The caller's threads, most recent activity first, paginated by cursor."""
     cursor = decode_cursor(before)
@@ -79,7 +87,9 @@ async def list_threads(
             position = (datetime.fromisoformat(cursor[0]), str(cursor[1]))
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise InvalidInput("The `before` cursor is not one this service issued.") from exc
-    page = await threads.page(owner, limit=min(limit, limits.max_page_size), before=position)
+    page = await threads.page(
+        owner, limit=min(limit, limits.max_page_size), before=position, title_contains=q
+    )
     next_cursor = (
         encode_cursor([page.next_cursor[0].isoformat(), page.next_cursor[1]]) if page.next_cursor else None
     )

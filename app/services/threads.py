@@ -64,8 +64,15 @@ class ThreadService:
             raise ThreadNotFound(thread_id)
         return record
 
-    async def page(self, owner: str, *, limit: int, before: tuple[datetime, str] | None) -> ThreadPage:
-        return await self._registry.page(owner, limit=limit, before=before)
+    async def page(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        title_contains: str | None = None,
+    ) -> ThreadPage:
+        return await self._registry.page(owner, limit=limit, before=before, title_contains=title_contains)
 
     async def update(
         self,
