@@ -85,7 +85,7 @@ async def test_list_searches_titles_in_any_case_and_pages_the_matches(client: ht
     seen: list[str] = []
     cursor = None
     while True:
-        params = {"q": marker, "limit": 2, **({"before": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"q": marker, "limit": 2, **({"before": cursor} if cursor else {})}
         page = (await client.get("/threads", params=params)).json()
         seen.extend(t["title"] for t in page["threads"])
         cursor = page["next_cursor"]

@@ -257,7 +257,7 @@ async def test_a_service_crash_mid_turn_loses_no_question(
         await expect(turn.locator('details.step[data-state="done"]')).to_have_count(0)
         await expect(box).to_have_value(QUESTION)
 
-        second = ServiceProcess(database_url, port=first.port, **env)
+        second = first.successor()
         second.start()
         await asyncio.to_thread(second.wait_ready)
         await expect(page.locator("#banner")).to_be_hidden(timeout=20_000)
@@ -311,7 +311,7 @@ async def test_sending_while_the_service_is_down_keeps_the_banner_and_the_text(
         await page.go_back()
         await expect(box).to_have_value(FOLLOW_UP)
 
-        restarted = ServiceProcess(database_url, port=service.port)
+        restarted = service.successor()
         restarted.start()
         await asyncio.to_thread(restarted.wait_ready)
         # Back: the thread loads and the message sent while it was down goes.

@@ -22,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class ServiceProcess:
     """One `serve` process on 127.0.0.1; `start()` then `wait_ready()`, `stop()` always."""
 
-    def __init__(self, database_url: str, *args: str, port: int | None = None, **env: str) -> None:
-        """`port`: where to listen (a free one by default; a restart takes its predecessor's)."""
+    def __init__(self, database_url: str, *args: str, **env: str) -> None:
         self._args = args
-        self.port = port or free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {
             **os.environ,
@@ -37,6 +36,14 @@ class ServiceProcess:
         }
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop(), read in log_tail()
         self.process: subprocess.Popen[bytes] | None = None
+
+    def successor(self) -> ServiceProcess:
+        """A new process like this one, on its port (the service restarted after a crash or a stop)."""
+        successor = ServiceProcess(self._env["DATABASE_URL"], *self._args)
+        successor._env = dict(self._env)
+        successor.port = self.port
+        successor.base_url = self.base_url
+        return successor
 
     @property
     def pid(self) -> int:
@@ -87,11 +94,9 @@ class ServiceProcess:
 
 
 @contextmanager
-def running_service(
-    database_url: str, *args: str, port: int | None = None, **env: str
-) -> Iterator[ServiceProcess]:
+def running_service(database_url: str, *args: str, **env: str) -> Iterator[ServiceProcess]:
     """A started, ready service process (`serve *args`), stopped afterwards whatever happens."""
-    service = ServiceProcess(database_url, *args, port=port, **env)
+    service = ServiceProcess(database_url, *args, **env)
     try:
         service.start()
         service.wait_ready()
