@@ -290,6 +290,7 @@ async function finished(record, run, end) {
 export function renderFailedTurn() {
   const record = state.thread ? loadRecord(state.thread.thread_id) : null;
   if (!record?.failed || state.viewing || state.running) return;
+  putBack(record.threadId, record.content); // until Retry or Dismiss, the question is in the box
   const live = new LiveTurn(record.content);
   for (const [name, data] of record.events) live.apply(name, data);
   const reason =

@@ -63,7 +63,7 @@ function renderListFooter() {
     footer.replaceChildren(
       h("button", { class: "btn btn-quiet btn-small", type: "button", text: "Load more", onclick: () => loadThreads() }),
     );
-  else if (state.listLoaded && state.threads.size === 0)
+  else if (state.listLoaded && sortedThreads().length === 0)
     footer.replaceChildren(state.search ? "No thread title matches." : "No threads yet: start one with New thread.");
   else footer.replaceChildren();
 }
