@@ -223,15 +223,18 @@ export async function openThread(id, { push = true } = {}) {
   }
 }
 
+let conversationLoads = 0; // the latest load wins: an older answer arriving late is dropped
+
 /** The open thread and its latest messages, from the service. */
 async function loadConversation(id) {
   const view = state.view;
+  const load = ++conversationLoads;
   const [thread, page, rated] = await Promise.all([
     api.getThread(id),
     api.messages(id, undefined, MESSAGE_PAGE),
     api.feedback(id),
   ]);
-  if (view !== state.view) return;
+  if (view !== state.view || load !== conversationLoads) return;
   upsertThread(thread);
   state.thread = thread;
   state.feedback = new Map(rated.feedback.map((f) => [f.run_id, f.rating]));

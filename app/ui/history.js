@@ -11,9 +11,12 @@ const HISTORY_PAGE = 200;
 const HISTORY_MAX_PAGES = 10; // 2000 checkpoints: far beyond any conversation a person reads
 const LABEL_CHARS = 80; // a pasted log as a question makes a label of its first words
 
+let historyLoads = 0; // the latest load wins: an older answer arriving late is dropped
+
 export async function loadHistory() {
   const thread = state.thread;
   const view = state.view;
+  const load = ++historyLoads;
   if (!thread?.head_checkpoint_id) {
     state.tree = null;
     renderBranch();
@@ -31,14 +34,14 @@ export async function loadHistory() {
       before = result.next_cursor;
       if (!before) break;
     }
-    if (view !== state.view) return;
+    if (view !== state.view || load !== historyLoads) return;
     state.tree = buildTree(checkpoints);
     state.tree.complete = complete;
     if (state.viewing) state.viewing = state.tree.nodes.get(state.viewing.checkpoint_id) ?? null;
     renderSnapshotBar();
     renderTimeline();
     // The messages' actions (edit, regenerate, versions) need the tree; a live turn is left alone.
-    if (!state.running) renderTranscript({ keepScroll: true });
+    if (!state.running || state.running.ended) renderTranscript({ keepScroll: true });
     if (!ui.history.hidden) loadQuestions();
   } catch (error) {
     if (view === state.view) report(error, "Could not load the history");

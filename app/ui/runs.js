@@ -110,6 +110,10 @@ export async function send(text, { fork, keep = null, strategy } = {}) {
     return;
   }
   hideBanner();
+  // Busy from the first moment: a second Enter while the thread is being made sends nothing.
+  const run = { threadId: null, runId: null, content, own: true, live: null, stopping: false };
+  state.running = run;
+  renderControls();
   let created = false;
   if (!state.thread) {
     try {
@@ -120,6 +124,8 @@ export async function send(text, { fork, keep = null, strategy } = {}) {
       setHash(thread.thread_id, false);
       renderHeader();
     } catch (error) {
+      if (state.running === run) state.running = null;
+      renderControls();
       if (error instanceof NetworkError) pending = { threadId: null, content };
       return report(error, "Could not start the thread");
     }
@@ -135,8 +141,8 @@ export async function send(text, { fork, keep = null, strategy } = {}) {
     renderSnapshotBar();
     renderTranscript();
   }
-  const run = { threadId, runId: null, content, own: true, live: new LiveTurn(content), stopping: false };
-  state.running = run;
+  run.threadId = threadId;
+  run.live = new LiveTurn(content);
   scrollToBottom(true);
   renderControls();
   renderThreadList();
@@ -254,17 +260,22 @@ function lost(record, run, error) {
 }
 
 async function finished(record, run, end) {
-  if (state.running === run) state.running = null;
-  renderControls();
   document.dispatchEvent(new Event("lma:turn-ended")); // a turn may have saved or forgotten a memory
   if (end.name === "done") {
     dropRecord(record.threadId);
     run.live.turn.finish();
+    run.ended = true;
     announce(`Answer: ${run.live.turn.text()}`);
     if (ui.input.value.trim() === record.content) takeQuestion(record.threadId); // was put back
+    // The page is idle again once it shows the thread as saved (its new head and history).
     await refreshThread();
+    if (state.running === run) state.running = null;
+    renderControls();
+    renderThreadList();
     return;
   }
+  if (state.running === run) state.running = null;
+  renderControls();
   run.live.remove();
   if (!run.own) return refreshThread();
   if (end.data.code === "cancelled") {
