@@ -10,6 +10,7 @@ import os
 import re
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from tests.e2e.test_chat_page import (
     make_thread,
     open_from_sidebar,
     send,
+    shot,
     thread_item,
     wait_idle,
 )
@@ -221,7 +223,7 @@ async def test_drafts_stay_with_their_thread(
 
 
 async def test_a_service_crash_mid_turn_loses_no_question(
-    page_of: BrowserContext, database_url: str, console: ConsoleWatch
+    page_of: BrowserContext, database_url: str, console: ConsoleWatch, artifacts: Path
 ) -> None:
     # Requests to the dead service fail in the browser's log; the page explains them.
     console.allow(r"Failed to load resource")
@@ -266,6 +268,8 @@ async def test_a_service_crash_mid_turn_loses_no_question(
         lost = "Not saved: the service stopped during this turn"
         await expect(failed).to_contain_text(lost, timeout=30_000)
         await expect(box).to_have_value(QUESTION)
+        await expect(page.locator("#toast")).to_be_hidden()  # "Connected again" has gone
+        await shot(page, artifacts / "not-saved.png")
         await failed.get_by_role("button", name="Retry").click()
         await wait_idle(page)
         await expect(page.locator(".answer")).to_contain_text("committed by")
