@@ -126,6 +126,22 @@ async def update_thread(
     return thread_out(record, default_ttl)
 
 
+@router.post(
+    "/{thread_id}/title",
+    response_model=ThreadOut,
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "no_exchange: no completed question and answer yet"},
+    },
+)
+async def title_thread(
+    thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep, default_ttl: DefaultTtlDep
+) -> ThreadOut:
+    """Give the thread a short title from its first question and answer: written by the chat
+    model (a real one), or made from the question offline and whenever the model fails."""
+    return thread_out(await threads.title_from_first_exchange(owner, thread_id), default_ttl)
+
+
 @router.delete("/{thread_id}", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_thread(thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep) -> Response:
     """Delete a thread with its transcript, runs, checkpoints, writes and blobs."""

@@ -75,6 +75,8 @@ export const api = {
   listThreads: (before, limit, q) => json("GET", "threads", { query: { limit, before, q: q || undefined } }),
   getThread: (id) => json("GET", `threads/${enc(id)}`),
   createThread: (body) => json("POST", "threads", { body }),
+  // A title from the first question and answer (written by the model when it is a real one).
+  titleThread: (id) => json("POST", `threads/${enc(id)}/title`),
   renameThread: (id, title) => json("PATCH", `threads/${enc(id)}`, { body: { title } }),
   deleteThread: (id) => json("DELETE", `threads/${enc(id)}`),
   messages: (id, before, limit) => json("GET", `threads/${enc(id)}/messages`, { query: { limit, before } }),

@@ -4,6 +4,7 @@
 //   conversation.js  the open thread: header, transcript, opening, watching for moves
 //   messages.js      stored messages and their actions (copy, edit, regenerate, versions)
 //   runs.js          sending, following and rejoining a run's stream, Stop, Retry
+//   live.js          what a tab keeps of its runs (sessionStorage), a run on screen
 //   composer.js      the message box and its per-thread drafts
 //   history.js       the checkpoints as a tree; viewing and continuing from one
 // No framework: a little state object, and render functions that rebuild the part of the page

@@ -15,72 +15,8 @@ import {
 } from "./conversation.js";
 import { h, titleFrom } from "./dom.js";
 import { announce, busy, hideBanner, report, setOffline, showBanner, state, toast, ui } from "./page.js";
+import { LiveTurn, dropRecord, loadRecord, remember, saveRecord } from "./live.js";
 import { renderThreadList, upsertThread } from "./sidebar.js";
-import { TurnView, userMessage } from "./transcript.js";
-
-// One record per thread this tab sent a turn to: {threadId, runId, content, fork, lastEventId,
-// events, failed}. It outlives a reload (sessionStorage) and goes once the turn is saved.
-const recordKey = (threadId) => `lma.run.${threadId}`;
-
-function saveRecord(record) {
-  try {
-    sessionStorage.setItem(recordKey(record.threadId), JSON.stringify(record));
-  } catch {
-    // Storage full: a reload then replays the run's stream from its start instead.
-  }
-}
-
-function loadRecord(threadId) {
-  try {
-    return JSON.parse(sessionStorage.getItem(recordKey(threadId)) ?? "null");
-  } catch {
-    return null;
-  }
-}
-
-const dropRecord = (threadId) => sessionStorage.removeItem(recordKey(threadId));
-
-/** Events as the record keeps them: a run of tokens of one message is one event. */
-function remember(record, name, data) {
-  const last = record.events.at(-1);
-  if (name === "token" && last?.[0] === "token" && last[1].message_id === data.message_id)
-    last[1] = { ...last[1], delta: last[1].delta + data.delta };
-  else record.events.push([name, data]);
-}
-
-/** A turn on screen while it runs: the question (known, or from `run_start`) and the answer. */
-class LiveTurn {
-  constructor(content) {
-    this.question = content === null ? null : userMessage(content);
-    if (this.question) ui.messages.append(this.question);
-    this.turn = new TurnView(ui.messages);
-    this.turn.setThinking(true);
-    ui.welcome.hidden = true;
-  }
-
-  apply(name, data) {
-    const turn = this.turn;
-    if (name === "run_start" && !this.question) {
-      const asked = (data.input ?? []).findLast((m) => m.role === "user");
-      if (asked) {
-        this.question = userMessage(asked.content);
-        ui.messages.insertBefore(this.question, turn.root);
-      }
-    } else if (name === "token") turn.token(data);
-    else if (name === "tool_call") {
-      turn.setThinking(false);
-      turn.toolCall(data);
-    } else if (name === "tool_result") {
-      turn.toolResult(data);
-      turn.setThinking(true); // the model reads the result next
-    } else if (name === "message") turn.message(data);
-  }
-
-  remove() {
-    this.question?.remove();
-    this.turn.root.remove();
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Sending
@@ -165,6 +101,7 @@ export async function send(text, { fork, keep = null, strategy } = {}) {
     renderSnapshotBar();
   }
   const record = { threadId, runId: run.runId, content, fork: fork ?? null, lastEventId: null, events: [] };
+  record.first = created; // the first turn of a thread made here: it gets a better title after
   saveRecord(record);
   if (run.stopping) cancel(run);
   await follow(record, run, view);
@@ -272,6 +209,7 @@ async function finished(record, run, end) {
     if (state.running === run) state.running = null;
     renderControls();
     renderThreadList();
+    if (record.first) retitle(record.threadId);
     return;
   }
   if (state.running === run) state.running = null;
@@ -295,6 +233,17 @@ async function finished(record, run, end) {
     dismissible: true,
   });
   renderThreadList();
+}
+
+/** The service titles the thread from its first exchange; the question's title stays meanwhile. */
+async function retitle(threadId) {
+  try {
+    upsertThread(await api.titleThread(threadId));
+  } catch {
+    return; // a nicety: the title made from the question stays
+  }
+  renderThreadList();
+  if (state.thread?.thread_id === threadId) renderHeader();
 }
 
 /** A turn of this tab that failed (shown also after a reload): "not saved", with Retry. */

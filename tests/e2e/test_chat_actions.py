@@ -117,8 +117,10 @@ async def test_history_is_a_tree_and_a_tip_continues_its_branch(page: Page, serv
 
 async def test_threads_are_titled_grouped_and_searched(page: Page, server: str) -> None:
     await page.goto(server)
-    await send(page, "Hi! Can you please tell me who is behind the latest ransomware threat?")
-    await wait_idle(page)
+    # After its first turn the page asks the service for a title (the model's, offline the question's).
+    async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/title")):
+        await send(page, "Hi! Can you please tell me who is behind the latest ransomware threat?")
+        await wait_idle(page)
     title = "Who is behind the latest ransomware threat?"
     await expect(page.locator("#thread-title")).to_have_text(title)
     current = page.locator(".thread-item.current")
