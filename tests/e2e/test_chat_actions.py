@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import unique
+from tests.conftest import make_settings, real_server, unique
+from tests.e2e.conftest import ConsoleWatch
 from tests.e2e.test_chat_page import FOLLOW_UP, QUESTION, get_json, make_thread, send, wait_idle
 
 pytestmark = pytest.mark.slow
@@ -180,3 +181,34 @@ async def test_small_comforts(page: Page, server: str) -> None:
     await expect(page.locator("#sidebar")).to_be_hidden()
     await page.get_by_role("button", name="Show the thread list").click()
     await expect(page.locator("#sidebar")).to_be_visible()
+
+
+async def test_a_refused_first_question_leaves_no_empty_thread_and_untitled_is_one_name(
+    browser: Browser, database_url: str, console: ConsoleWatch
+) -> None:
+    console.allow(r"422 \(Unprocessable")  # the browser logs the refusal the page explains
+    settings = make_settings(database_url, limits={"max_content_chars": 200})
+    async with real_server(settings) as base_url:
+        untitled = await make_thread(base_url, "")
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            page = await context.new_page()
+            console.watch(page)
+            await page.goto(base_url)
+            too_long = f"Why {unique()}? " + "x" * 300
+            await send(page, too_long)
+            await expect(page.locator("#banner")).to_contain_text("Could not send the message")
+            # The thread made for it is gone again; the question is still in the box.
+            await expect(page.get_by_label("Message", exact=True)).to_have_value(too_long)
+            await expect(page.locator("#thread-title")).to_have_text("New thread")
+            await expect(page.locator(".thread-item").filter(has_text="Why ")).to_have_count(0)
+            listed = await get_json(base_url, "/threads")
+            assert [t["thread_id"] for t in listed["threads"]] == [untitled]
+
+            # A thread without a title has the same name in the list and in the header.
+            item = page.locator(".thread-item")
+            await expect(item.locator(".thread-title")).to_have_text("Untitled thread")
+            await item.get_by_role("button", name=re.compile("^Untitled thread")).click()
+            await expect(page.locator("#thread-title")).to_have_text("Untitled thread")
+        finally:
+            await context.close()
