@@ -196,8 +196,8 @@ export async function openThread(id, { push = true } = {}) {
     await loadConversation(id);
     if (view !== state.view) return;
     watchThread();
-    await followActiveRun();
-    if (view !== state.view) return;
+    // A running turn is shown live while the history loads beside it.
+    followActiveRun();
     await loadHistory();
   } catch (error) {
     if (view !== state.view) return;

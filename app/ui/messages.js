@@ -114,7 +114,7 @@ function switcher(versions, current) {
   };
   return h(
     "span",
-    { class: "switcher" },
+    { class: "switcher", role: "group", "aria-label": "Versions of this question" },
     h(
       "button",
       {
@@ -126,7 +126,8 @@ function switcher(versions, current) {
       },
       h("span", { "aria-hidden": "true", text: "‹" }),
     ),
-    h("span", { class: "switcher-pos", text: `${current + 1}/${versions.length}` }),
+    h("span", { class: "switcher-pos", "aria-hidden": "true", text: `${current + 1}/${versions.length}` }),
+    h("span", { class: "visually-hidden", text: `version ${current + 1} of ${versions.length}` }),
     h(
       "button",
       {

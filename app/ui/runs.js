@@ -116,7 +116,7 @@ async function refused(error, threadId, content, created) {
     setHash(null, false);
     renderHeader();
     renderThreadList();
-    api.deleteThread(threadId).catch(() => {});
+    await api.deleteThread(threadId).catch(() => {}); // retention sweeps it if this fails too
   }
   if (error instanceof ApiError && error.code === "thread_busy") {
     showBanner(
