@@ -92,6 +92,9 @@ export function renderSnapshotBar() {
 export function renderTranscript({ keepScroll = false } = {}) {
   const fromBottom = ui.transcript.scrollHeight - ui.transcript.scrollTop;
   renderMessages(ui.messages, state.messages);
+  // A turn streaming in stays below what is stored (earlier messages may have just been loaded).
+  const live = state.running && !state.running.ended ? state.running.live : null;
+  if (live) ui.messages.append(...[live.question, live.turn.root].filter(Boolean));
   renderFailedTurn();
   ui.welcome.hidden = state.messages.length > 0 || state.running !== null || ui.messages.childElementCount > 0;
   ui.loadEarlier.hidden = !state.earlierCursor || state.viewing !== null;

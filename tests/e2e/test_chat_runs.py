@@ -38,6 +38,12 @@ pytestmark = pytest.mark.slow
 SLOW_TOKEN_MS = 150
 
 
+def first_question() -> str:
+    """The first question of a thread a test starts from the page: a title of its own, so that
+    the tests that find their thread by its title (the first question) never see two."""
+    return f"Case {unique()}: who committed the latest malware threat?"
+
+
 @pytest.fixture
 async def slow_server(database_url: str) -> AsyncIterator[str]:
     settings = make_settings(database_url, model={"offline_token_delay_ms": SLOW_TOKEN_MS})
@@ -85,11 +91,12 @@ async def test_stop_and_escape_cancel_the_turn_and_give_the_question_back(
     page = await new_page(page_of, console)
     await page.goto(slow_server)
     box = page.get_by_label("Message", exact=True)
-    await send(page, QUESTION)
+    question = first_question()
+    await send(page, question)
     await streaming(page)
     await page.get_by_role("button", name="Stop", exact=True).click()
     # Nothing of it stays on screen or in the thread; the question is back for editing.
-    await expect(box).to_have_value(QUESTION)
+    await expect(box).to_have_value(question)
     await expect(page.locator(".msg-user")).to_have_count(0)
     await expect(page.locator(".turn")).to_have_count(0)
     await expect(page.get_by_role("status").filter(has_text="Stopped: nothing was saved")).to_be_visible()
@@ -102,7 +109,7 @@ async def test_stop_and_escape_cancel_the_turn_and_give_the_question_back(
     await box.press("Enter")
     await streaming(page)
     await box.press("Escape")
-    await expect(box).to_have_value(QUESTION)
+    await expect(box).to_have_value(question)
     await expect(page.locator(".msg-user")).to_have_count(0)
     await wait_idle(page)
     runs = await get_json(slow_server, f"/threads/{thread_id}/runs")
@@ -127,7 +134,8 @@ async def test_a_reload_mid_turn_rejoins_the_run_from_the_last_event_seen(
 
     page.on("request", on_request)
     await page.goto(slow_server)
-    await send(page, QUESTION)
+    question = first_question()
+    await send(page, question)
     await expect(page.locator("details.step")).to_have_count(2)
     partial = await streaming(page)
     thread_id = await open_thread_id(page)
@@ -141,7 +149,7 @@ async def test_a_reload_mid_turn_rejoins_the_run_from_the_last_event_seen(
 
     await page.reload()
     # The running turn is back on screen at once, the user's own question included, and goes on.
-    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([question])
     await expect(page.locator("details.step")).to_have_count(2)
     await expect(page.locator(".answer")).to_contain_text(partial)
     await expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
@@ -151,7 +159,7 @@ async def test_a_reload_mid_turn_rejoins_the_run_from_the_last_event_seen(
     # and the answer on screen is the stored one, nothing doubled.
     assert resumed and resumed[0].split(":")[0] == last_seen.split(":")[0], (resumed, last_seen)
     await expect(page.locator(".answer")).to_have_text([stored[-1]["content"]])
-    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([question])
     assert not await page.evaluate(f"() => sessionStorage.getItem('lma.run.{thread_id}')")
 
     # Switching to another thread and back during a turn shows it running again.
@@ -160,7 +168,7 @@ async def test_a_reload_mid_turn_rejoins_the_run_from_the_last_event_seen(
     await page.get_by_role("button", name="New thread").click()
     await expect(page.locator(".msg-user")).to_have_count(0)
     await page.go_back()
-    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION, FOLLOW_UP])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([question, FOLLOW_UP])
     await wait_idle(page)
     await expect(page.locator(".answer").last).to_have_text(
         (await get_json(slow_server, f"/threads/{thread_id}/messages"))["messages"][-1]["content"]
@@ -246,7 +254,8 @@ async def test_a_service_crash_mid_turn_loses_no_question(
                        new MutationObserver(() => window.noteBanner(banner.textContent))
                          .observe(banner, {subtree: true, childList: true, characterData: true}) }"""
         )
-        await send(page, QUESTION)
+        question = first_question()
+        await send(page, question)
         await streaming(page)
         os.kill(first.pid, signal.SIGKILL)
         assert first.process is not None
@@ -257,7 +266,7 @@ async def test_a_service_crash_mid_turn_loses_no_question(
         turn = page.locator(".turn").last
         await expect(turn.get_by_role("alert")).to_contain_text("Not saved")
         await expect(turn.locator('details.step[data-state="done"]')).to_have_count(0)
-        await expect(box).to_have_value(QUESTION)
+        await expect(box).to_have_value(question)
 
         second = first.successor()
         second.start()
@@ -267,7 +276,7 @@ async def test_a_service_crash_mid_turn_loses_no_question(
         failed = page.locator(".turn.failed")
         lost = "Not saved: the service stopped during this turn"
         await expect(failed).to_contain_text(lost, timeout=30_000)
-        await expect(box).to_have_value(QUESTION)
+        await expect(box).to_have_value(question)
         await expect(page.locator("#toast")).to_be_hidden()  # "Connected again" has gone
         await shot(page, artifacts / "not-saved.png")
         await failed.get_by_role("button", name="Retry").click()
@@ -277,7 +286,7 @@ async def test_a_service_crash_mid_turn_loses_no_question(
         await expect(box).to_have_value("")
         thread_id = await open_thread_id(page)
         stored = (await get_json(second.base_url, f"/threads/{thread_id}/messages"))["messages"]
-        assert [m["content"] for m in stored if m["role"] == "user"] == [QUESTION]
+        assert [m["content"] for m in stored if m["role"] == "user"] == [question]
         assert not [text for text in banners if "another tab" in text], banners
     finally:
         first.stop()
