@@ -150,6 +150,7 @@ async function follow(record, run, view) {
       persist();
     }
     run.live.apply(name, data);
+    run.live.turn.cards?.get("rejoined")?.remove(); // it moved: it runs
     if (name === "done" || name === "error") end = { name, data };
     scrollToBottom();
   };
@@ -325,6 +326,18 @@ export async function followActiveRun() {
 async function rejoin(record, own, view) {
   const live = new LiveTurn(record.content);
   for (const [name, data] of record.events) live.apply(name, data);
+  if (record.interrupted) {
+    // Its connection was lost: the run may go on, or have died with a restarted service (the
+    // service then ends it as "not saved" once its lease runs out). Say so until it moves.
+    live.turn.card(
+      "rejoined",
+      h("p", {
+        class: "turn-note",
+        role: "status",
+        text: "Reconnected to this turn. If the service restarted, it ends as “not saved” shortly and Retry sends it again.",
+      }),
+    );
+  }
   const run = { threadId: record.threadId, runId: record.runId, content: record.content, own, live, stopping: false };
   state.running = run;
   scrollToBottom(true);
