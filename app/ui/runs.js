@@ -3,8 +3,9 @@
 // and a turn that did not finish shown as "not saved" with Retry: the question is never lost.
 
 import { ApiError, NetworkError, api, streamRun } from "./api.js";
-import { putBack, takeQuestion } from "./composer.js";
+import { clearDraft, putBack, takeQuestion } from "./composer.js";
 import {
+  newThread,
   refreshThread,
   renderControls,
   renderHeader,
@@ -269,12 +270,26 @@ export function renderFailedTurn() {
     class: "btn btn-quiet btn-small",
     type: "button",
     text: "Dismiss",
-    onclick: () => {
-      dropRecord(record.threadId);
-      live.remove();
-    },
+    onclick: () => dismissFailed(record, live),
   });
   live.turn.fail(`Not saved: ${reason} Your question is in the box.`, h("div", { class: "row" }, retry, dismiss));
+}
+
+/** Forget a failed turn; a thread it was the only question of goes too (it would linger empty). */
+async function dismissFailed(record, live) {
+  dropRecord(record.threadId);
+  live.remove();
+  const thread = state.thread;
+  if (thread?.thread_id !== record.threadId || thread.turn_count > 0 || thread.message_count > 0) return;
+  try {
+    await api.deleteThread(record.threadId);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) return report(error, "Could not delete the empty thread");
+  }
+  state.threads.delete(record.threadId);
+  clearDraft(record.threadId);
+  putBack(null, record.content); // the question moves to the new thread's box
+  newThread();
 }
 
 /**

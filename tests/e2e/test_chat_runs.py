@@ -338,3 +338,33 @@ async def test_sending_while_the_service_is_down_keeps_the_banner_and_the_text(
         service.stop()
         if restarted is not None:
             restarted.stop()
+
+
+async def test_dismissing_the_failed_first_turn_of_a_thread_removes_the_empty_thread(
+    page_of: BrowserContext, server: str, console: ConsoleWatch
+) -> None:
+    question = first_question()
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        thread_id = (await http.post("/threads", json={"title": question})).json()["thread_id"]
+    page = await new_page(page_of, console)
+    await page.goto(server)
+    # As a crash mid-turn leaves it: the tab's record of its failed first turn.
+    await page.evaluate(
+        """([threadId, content]) => sessionStorage.setItem('lma.run.' + threadId, JSON.stringify({
+              threadId, runId: '00000000-0000-0000-0000-000000000000', content, fork: null,
+              lastEventId: null, events: [],
+              failed: {code: 'worker_lost', message: 'The service stopped.'}}))""",
+        [thread_id, question],
+    )
+    await page.goto(f"{server}/#thread={thread_id}")
+    failed = page.locator(".turn.failed")
+    await expect(failed).to_contain_text("Not saved: the service stopped during this turn")
+    box = page.get_by_label("Message", exact=True)
+    await expect(box).to_have_value(question)
+    await failed.get_by_role("button", name="Dismiss").click()
+    # The thread had nothing else: it goes, and the question with the page to a new thread.
+    await expect(page.locator("#thread-title")).to_have_text("New thread")
+    await expect(box).to_have_value(question)
+    await expect(page.locator(f'.thread-item[data-id="{thread_id}"]')).to_have_count(0)
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        assert (await http.get(f"/threads/{thread_id}")).status_code == 404
