@@ -139,12 +139,14 @@ async function follow(record, run, view) {
   run.controller = new AbortController();
   let end = null;
   let timer = null;
+  let drops = 0; // connection drops since the last event
   const persist = () => {
     clearTimeout(timer);
     timer = setTimeout(() => saveRecord(record), 150);
   };
   const onEvent = (name, data, id) => {
     if (view !== state.view) return;
+    drops = 0;
     if (id) record.lastEventId = id;
     if (run.own) {
       remember(record, name, data);
@@ -155,7 +157,7 @@ async function follow(record, run, view) {
     if (name === "done" || name === "error") end = { name, data };
     scrollToBottom();
   };
-  for (let drops = 0; !end; ) {
+  while (!end) {
     try {
       await streamRun(record.threadId, record.runId, {
         lastEventId: record.lastEventId,
@@ -169,7 +171,7 @@ async function follow(record, run, view) {
         if (run.own) saveRecord(record); // we left; the run goes on, and coming back rejoins it
         return;
       }
-      // One drop is resumed at once from the last event seen; a second means the service is gone.
+      // A drop is resumed at once from the last event seen; a second in a row means the service is gone.
       if (error instanceof NetworkError && drops++ === 0) continue;
       return lost(record, run, error);
     }
@@ -201,7 +203,7 @@ function lost(record, run, error) {
 async function finished(record, run, end) {
   document.dispatchEvent(new Event("lma:turn-ended")); // a turn may have saved or forgotten a memory
   if (end.name === "done") {
-    dropRecord(record.threadId);
+    if (run.own) dropRecord(record.threadId);
     run.live.turn.finish();
     run.ended = true;
     announce(`Answer: ${run.live.turn.text()}`);
