@@ -269,7 +269,8 @@ export async function refreshThread() {
 
 let watchTimer = null;
 
-export function watchThread() {
+/** Look at the open thread every few seconds (the first time after `firstMs`). */
+export function watchThread(firstMs = null) {
   clearTimeout(watchTimer);
   const id = state.thread?.thread_id;
   if (!id) return;
@@ -298,7 +299,7 @@ export function watchThread() {
     }
     if (view === state.view) watchTimer = setTimeout(tick, state.remoteBusy ? WATCH_BUSY_MS : WATCH_IDLE_MS);
   };
-  watchTimer = setTimeout(tick, state.remoteBusy ? WATCH_BUSY_MS : WATCH_IDLE_MS);
+  watchTimer = setTimeout(tick, firstMs ?? (state.remoteBusy ? WATCH_BUSY_MS : WATCH_IDLE_MS));
 }
 
 function stopWatching() {
@@ -315,7 +316,7 @@ export function initConversation() {
   });
   // Back to the tab: look at once instead of waiting for the next tick.
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && state.thread && !state.running) watchThread();
+    if (document.visibilityState === "visible" && state.thread && !state.running) watchThread(0);
   });
   window.addEventListener("hashchange", () => {
     const id = threadFromHash();
