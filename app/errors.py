@@ -96,6 +96,17 @@ class ThreadExists(ServiceError):
         super().__init__(f"Thread {thread_id!r} already exists.")
 
 
+class NothingToTitle(ServiceError):
+    status_code = 409
+    code = "no_exchange"
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"Thread {thread_id!r} has no completed question and answer to title it from yet;"
+            " try again after its first turn."
+        )
+
+
 class ThreadBusy(ServiceError):
     status_code = 409
     code = "thread_busy"

@@ -21,6 +21,7 @@ from app.agent.approval import tool_approval
 from app.agent.graph import build_graph
 from app.agent.graph_loader import graph_sources, load_graph
 from app.agent.model_factory import prepare_model
+from app.agent.offline_model import OfflineChatModel
 from app.agent.prompt import render_system_prompt, system_prompt_template
 from app.agent.sample_data import load_sample_data
 from app.agent.tool_factory import build_tools
@@ -50,6 +51,7 @@ from app.services.run_queue import RunQueue
 from app.services.run_stream import LogFollower
 from app.services.runs import RunService
 from app.services.threads import ThreadService
+from app.services.titles import Titler
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -105,8 +107,9 @@ async def open_resources(
             tools = await build_tools(settings.tools, pool=pool, workspace=workspace)
         if memory is not None:
             tools = [*tools, *memory.tools]
+        chat_model = model or await prepare_model(settings.model, workspace=workspace)
         graph = build_graph(
-            model=model or await prepare_model(settings.model, workspace=workspace),
+            model=chat_model,
             tools=list(tools),
             system_prompt=render_system_prompt(system_prompt_template(settings.model), tools),
             checkpointer=saver,
@@ -133,7 +136,14 @@ async def open_resources(
             transcript=transcript,
             metrics=metrics,
         )
-        threads = ThreadService(graph=graph, registry=registry, transcript=transcript, history=history)
+        # The offline model writes no titles: the heuristic does, as it does when a model fails.
+        titler = Titler(
+            None if isinstance(chat_model, OfflineChatModel) else chat_model,
+            timeout_seconds=settings.model.timeout_seconds,
+        )
+        threads = ThreadService(
+            graph=graph, registry=registry, transcript=transcript, history=history, titler=titler
+        )
         feedback = FeedbackService(registry=registry, store=FeedbackStore(pool))
         retention = Retention(
             pool,

@@ -79,6 +79,14 @@ async def list_threads(
     default_ttl: DefaultTtlDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     before: Annotated[str | None, Query(max_length=512, description="Cursor from `next_cursor`.")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Only threads whose title contains this (any case), or with this id.",
+        ),
+    ] = None,
 ) -> ThreadList:
     """The caller's threads, most recent activity first, paginated by cursor."""
     cursor = decode_cursor(before)
@@ -88,7 +96,9 @@ async def list_threads(
             position = (datetime.fromisoformat(cursor[0]), str(cursor[1]))
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise InvalidInput("The `before` cursor is not one this service issued.") from exc
-    page = await threads.page(owner, limit=min(limit, limits.max_page_size), before=position)
+    page = await threads.page(
+        owner, limit=min(limit, limits.max_page_size), before=position, title_contains=q
+    )
     next_cursor = (
         encode_cursor([page.next_cursor[0].isoformat(), page.next_cursor[1]]) if page.next_cursor else None
     )
@@ -123,6 +133,22 @@ async def update_thread(
         set_ttl="ttl_seconds" in body.model_fields_set,
     )
     return thread_out(record, default_ttl)
+
+
+@router.post(
+    "/{thread_id}/title",
+    response_model=ThreadOut,
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "no_exchange: no completed question and answer yet"},
+    },
+)
+async def title_thread(
+    thread_id: ThreadIdDep, owner: OwnerDep, threads: ThreadsDep, default_ttl: DefaultTtlDep
+) -> ThreadOut:
+    """Give the thread a short title from its first question and answer: written by the chat
+    model (a real one), or made from the question offline and whenever the model fails."""
+    return thread_out(await threads.title_from_first_exchange(owner, thread_id), default_ttl)
 
 
 @router.delete("/{thread_id}", status_code=204, response_class=Response, responses=ERRORS)

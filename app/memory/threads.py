@@ -148,24 +148,34 @@ class ThreadRegistry:
         async with self._pool.connection() as conn:
             return await self._select(conn, owner, thread_id)
 
-    async def page(self, owner: str, *, limit: int, before: tuple[datetime, str] | None) -> ThreadPage:
-        """Newest activity first; `before` is the (last_activity_at, thread_id) of the last row seen."""
+    async def page(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        title_contains: str | None = None,
+    ) -> ThreadPage:
+        """Newest activity first; `before` is the (last_activity_at, thread_id) of the last row seen;
+        `title_contains` keeps the threads whose title holds it (any case) or whose id it is."""
+        # Only the conditions that apply, so the plain listing keeps its index scan.
+        where = ["owner = %(owner)s"]
+        params: dict[str, object] = {"owner": owner, "limit": limit + 1}
+        if before is not None:
+            where.append("(last_activity_at, thread_id) < (%(after)s, %(id)s)")
+            params.update(after=before[0], id=before[1])
+        if title_contains is not None:
+            escaped = title_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(title ILIKE %(pattern)s OR thread_id = %(q)s)")
+            params.update(pattern=f"%{escaped}%", q=title_contains)
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(ThreadRecord))
-            if before is None:
-                await cur.execute(
-                    f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %s"
-                    " ORDER BY last_activity_at DESC, thread_id DESC LIMIT %s",
-                    (owner, limit + 1),
-                )
-            else:
-                await cur.execute(
-                    f"SELECT {_COLUMNS} FROM lma_threads WHERE owner = %s"
-                    " AND (last_activity_at, thread_id) < (%s, %s)"
-                    " ORDER BY last_activity_at DESC, thread_id DESC LIMIT %s",
-                    (owner, before[0], before[1], limit + 1),
-                )
-            rows = await cur.fetchall()
+            await cur.execute(
+                f"SELECT {_COLUMNS} FROM lma_threads WHERE {' AND '.join(where)}"
+                " ORDER BY last_activity_at DESC, thread_id DESC LIMIT %(limit)s",
+                params,
+            )
+        rows = await cur.fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         cursor = (rows[-1].last_activity_at, rows[-1].thread_id) if more and rows else None

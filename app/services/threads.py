@@ -10,12 +10,15 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from app.agent.messages import stored_to_json, to_stored
-from app.errors import CheckpointNotFound, ThreadBusy, ThreadExists, ThreadNotFound
+from app.errors import CheckpointNotFound, NothingToTitle, ThreadBusy, ThreadExists, ThreadNotFound
 from app.memory.history import CheckpointHistory, CheckpointRecord
 from app.memory.runs import RunRecord
 from app.memory.threads import ThreadPage, ThreadQuery, ThreadRecord, ThreadRegistry
 from app.memory.transcript import StoredMessage, Transcript
 from app.services.executor import Graph
+from app.services.titles import Titler
+
+FIRST_EXCHANGE_ROWS = 40  # the first question, its tool steps and its answer fit in far fewer
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,13 @@ class ThreadService:
         registry: ThreadRegistry,
         transcript: Transcript,
         history: CheckpointHistory,
+        titler: Titler,
     ) -> None:
         self._graph = graph
         self._registry = registry
         self._transcript = transcript
         self._history = history
+        self._titler = titler
 
     async def create(
         self,
@@ -64,8 +69,15 @@ class ThreadService:
             raise ThreadNotFound(thread_id)
         return record
 
-    async def page(self, owner: str, *, limit: int, before: tuple[datetime, str] | None) -> ThreadPage:
-        return await self._registry.page(owner, limit=limit, before=before)
+    async def page(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        title_contains: str | None = None,
+    ) -> ThreadPage:
+        return await self._registry.page(owner, limit=limit, before=before, title_contains=title_contains)
 
     async def update(
         self,
@@ -103,6 +115,22 @@ class ThreadService:
     async def delete(self, owner: str, thread_id: str) -> None:
         if not await self._registry.delete(owner, thread_id):
             raise ThreadNotFound(thread_id)
+
+    async def title_from_first_exchange(self, owner: str, thread_id: str) -> ThreadRecord:
+        """Title the thread from its first question and answer (see app/services/titles.py)."""
+        thread = await self.get(owner, thread_id)
+        rows = await self._transcript.upto(
+            thread.thread_key, branch=thread.branch, end_seq=min(thread.message_count, FIRST_EXCHANGE_ROWS)
+        )
+        question = next((m for m in rows if m.role == "user"), None)
+        answer = next(
+            (m for m in rows if question and m.seq > question.seq and m.role == "assistant" and m.content),
+            None,
+        )
+        if question is None or answer is None:
+            raise NothingToTitle(thread_id)
+        title = await self._titler.title(question.content, answer.content)
+        return await self.update(owner, thread_id, title=title, set_title=True, metadata=None)
 
     async def messages(
         self, owner: str, thread_id: str, *, limit: int, before: int | None

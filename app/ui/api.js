@@ -72,9 +72,11 @@ const enc = encodeURIComponent;
 
 export const api = {
   health: () => json("GET", "healthz"),
-  listThreads: (before, limit) => json("GET", "threads", { query: { limit, before } }),
+  listThreads: (before, limit, q) => json("GET", "threads", { query: { limit, before, q: q || undefined } }),
   getThread: (id) => json("GET", `threads/${enc(id)}`),
   createThread: (body) => json("POST", "threads", { body }),
+  // A title from the first question and answer (written by the model when it is a real one).
+  titleThread: (id) => json("POST", `threads/${enc(id)}/title`),
   renameThread: (id, title) => json("PATCH", `threads/${enc(id)}`, { body: { title } }),
   deleteThread: (id) => json("DELETE", `threads/${enc(id)}`),
   messages: (id, before, limit) => json("GET", `threads/${enc(id)}/messages`, { query: { limit, before } }),
@@ -82,6 +84,17 @@ export const api = {
   state: (id, checkpointId) =>
     json("GET", `threads/${enc(id)}/state`, { query: { checkpoint_id: checkpointId } }),
   feedback: (id) => json("GET", `threads/${enc(id)}/feedback`),
+  // A turn as a background run: the answer (202) is the run, at once; its events follow on
+  // streamRun. `strategy` says what happens when the thread is busy (the service's default: reject).
+  startRun: (id, body, strategy) =>
+    json("POST", `threads/${enc(id)}/messages`, {
+      body: { ...body, background: true, multitask_strategy: strategy },
+    }),
+  getRun: (id, runId) => json("GET", `threads/${enc(id)}/runs/${enc(runId)}`),
+  activeRuns: (id) => json("GET", `threads/${enc(id)}/runs`, { query: { status: "running", limit: 1 } }),
+  pendingRuns: (id) => json("GET", `threads/${enc(id)}/runs`, { query: { status: "pending", limit: 1 } }),
+  cancelRun: (id, runId) =>
+    json("POST", `threads/${enc(id)}/runs/${enc(runId)}/cancel`, { query: { wait: "true" } }),
   giveFeedback: (id, runId, rating) =>
     json("PUT", `threads/${enc(id)}/feedback/${enc(runId)}`, { body: { rating } }),
   // Long-term memory: the caller's ["memories"] namespace of the store.
@@ -94,17 +107,17 @@ export const api = {
 };
 
 /**
- * Run one turn and call `onEvent(name, data)` for each Server-Sent Event until the stream ends.
- * EventSource cannot POST, so this reads the response body of a fetch. A busy thread (409) or
- * any other refusal throws ApiError before the first event; a dropped connection throws
- * NetworkError (the turn itself runs on in the service).
+ * Follow a run's Server-Sent Events and call `onEvent(name, data, id)` for each until the
+ * stream ends (after `done` or `error`). `lastEventId` resumes after that event: nothing is lost
+ * or repeated. A refusal throws ApiError before the first event; a dropped connection throws
+ * NetworkError (the run itself goes on in the service).
  */
-export async function streamTurn(threadId, body, onEvent, signal) {
-  const response = await send("POST", `threads/${enc(threadId)}/messages`, {
-    query: { stream: "true" },
-    body,
+export async function streamRun(threadId, runId, { lastEventId = null, onEvent, signal }) {
+  const headers = { Accept: "text/event-stream" };
+  if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+  const response = await send("GET", `threads/${enc(threadId)}/runs/${enc(runId)}/stream`, {
     signal,
-    headers: { Accept: "text/event-stream" },
+    headers,
   });
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   const parser = new SseParser(onEvent);
@@ -158,8 +171,9 @@ export class SseParser {
       if (value.startsWith(" ")) value = value.slice(1);
       if (field === "event") event = value;
       else if (field === "data") data.push(value);
+      else if (field === "id") this.lastEventId = value;
     }
     if (data.length === 0) return;
-    this.onEvent(event, JSON.parse(data.join("\n")));
+    this.onEvent(event, JSON.parse(data.join("\n")), this.lastEventId ?? null);
   }
 }

@@ -14,6 +14,10 @@ const ICONS = {
   bot: "M12 3v3M7 7h10a3 3 0 0 1 3 3v6a3 3 0 0 1-3 3H7a3 3 0 0 1-3-3v-6a3 3 0 0 1 3-3zM9 12v1M15 12v1",
   check: "M5 12l5 5L20 7",
   thumbUp: "M7 11v9H4v-9zM7 11l4-8a2 2 0 0 1 2 2v4h6a2 2 0 0 1 2 2.3l-1.3 7A2 2 0 0 1 17.7 20H7",
+  refresh: "M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7",
+  stop: "M7 7h10v10H7z",
+  down: "M12 5v14M6 13l6 6 6-6",
+  sidebar: "M4 4h16v16H4zM9 4v16",
   thumbDown: "M7 13V4H4v9zM7 13l4 8a2 2 0 0 0 2-2v-4h6a2 2 0 0 0 2-2.3l-1.3-7A2 2 0 0 0 17.7 4H7",
 };
 
@@ -82,7 +86,25 @@ export const shortTime = (iso) =>
 export const titleOf = (thread) => thread?.title || "Untitled thread";
 export const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
 
+// Openers that say nothing about the subject: "Hi! Can you please tell me who ..." is titled "Who ...".
+const FILLER =
+  /^(?:(?:hi|hello|hey|ok(?:ay)?|so|please|thanks?|thank you)\b[\s,!.]*|(?:can|could|would|will) you(?: please)?(?: tell me| show me| help me(?: find)?)?\b[\s,]*|(?:tell|show) me\b[\s,]*|i (?:want|need|would like) to know\b[\s,]*)/i;
+const TITLE_MAX = 48;
+
+/**
+ * A short title from a thread's first question (offline, no model): its first sentence without
+ * greetings and "can you tell me", capitalised, cut at a word boundary.
+ */
 export function titleFrom(text) {
-  const line = text.replace(/\s+/g, " ").trim();
-  return line.length > 60 ? `${line.slice(0, 57).trimEnd()}…` : line;
+  let line = text.replace(/\s+/g, " ").trim();
+  for (let before = ""; before !== line; ) {
+    before = line;
+    line = line.replace(FILLER, "");
+  }
+  line = (line.match(/^.+?[.?!](?=\s|$)/)?.[0] ?? line).replace(/[.!]$/, "");
+  if (!line) line = text.replace(/\s+/g, " ").trim();
+  line = line.charAt(0).toUpperCase() + line.slice(1);
+  if (line.length <= TITLE_MAX) return line;
+  const cut = line.slice(0, TITLE_MAX - 1);
+  return `${cut.slice(0, cut.lastIndexOf(" ") > 20 ? cut.lastIndexOf(" ") : cut.length).trimEnd()}…`;
 }

@@ -107,5 +107,5 @@ export function initMemoryPanel() {
   });
   ui.forgetAll.addEventListener("click", forgetAll);
   // A turn may have saved or forgotten a memory: show the panel as it is now.
-  return { refreshIfOpen: () => ui.panel.hidden || refresh(), closeIfOpen: () => ui.panel.hidden || close() };
+  return { refreshIfOpen: () => ui.panel.hidden || refresh(), closeIfOpen: () => !ui.panel.hidden && (close(), true) };
 }

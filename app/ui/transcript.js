@@ -1,6 +1,8 @@
-// The transcript's pieces: a user bubble, and one block per assistant turn holding its tool
-// steps (compact, expandable <details>) and its answer. The same code renders stored
-// messages and a turn streaming in, so a reloaded thread looks exactly like it did live.
+// The transcript's pieces: a user message, and one block per assistant turn holding its tool
+// steps (compact, expandable <details>), its answer and any card a graph adds (`card()`). The same
+// code renders stored messages and a turn streaming in, so a reloaded thread looks exactly like
+// it did live. Each message is an <article> named by its speaker, so a screen reader can walk
+// the conversation message by message.
 
 import { h, icon } from "./dom.js";
 
@@ -9,8 +11,8 @@ export class TurnView {
   constructor(container) {
     this.body = h("div", { class: "turn-body" });
     this.root = h(
-      "div",
-      { class: "turn" },
+      "article",
+      { class: "turn", "aria-label": "Assistant" },
       h("div", { class: "avatar", "aria-hidden": "true" }, icon("bot")),
       this.body,
     );
@@ -158,9 +160,42 @@ export class TurnView {
     this.body.append(this.feedbackBar);
   }
 
-  fail(text) {
+  /** The answer's text so far (what Copy copies). */
+  text() {
+    return [...this.answers.values()].map((node) => node.textContent).join("\n\n");
+  }
+
+  /**
+   * Add a card of some kind under the turn's steps (an approval, a form ...): `node` is built by
+   * whoever knows that kind; the turn keeps cards in order and replaces one of the same key.
+   */
+  card(key, node) {
+    this.cards ??= new Map();
+    this.cards.get(key)?.remove();
+    this.cards.set(key, node);
+    this.body.append(node);
+    return node;
+  }
+
+  /** A bar of actions (copy, regenerate, branch switcher ...) under the answer. */
+  actions(...children) {
+    this.actionBar?.remove();
+    this.actionBar = h("div", { class: "msg-actions", role: "group", "aria-label": "Answer actions" }, ...children);
+    this.body.append(this.actionBar);
+  }
+
+  /** The turn failed: say so (nothing of it was saved) and offer `actions` (Retry ...). */
+  fail(text, ...actions) {
     this.finish();
-    this.body.append(h("div", { class: "turn-error", role: "alert", text }));
+    this.root.classList.add("failed");
+    for (const step of this.steps.values()) {
+      // A step that ran is not "done" for a turn that was not saved.
+      if (step.details.dataset.state === "done") {
+        step.details.dataset.state = "unsaved";
+        step.status.replaceChildren("not saved");
+      }
+    }
+    this.body.append(h("div", { class: "turn-error", role: "alert" }, h("p", { text }), ...actions));
   }
 }
 
@@ -178,6 +213,28 @@ export function resultView(content) {
   return h("pre", { text: content });
 }
 
-export function userBubble(content) {
-  return h("div", { class: "msg-user" }, h("div", { class: "bubble", text: content }));
+const LONG_MESSAGE = 600; // characters; longer questions (pasted logs) show their start
+
+/** A question, collapsed with "Show more" when it is long; `actions` go under the bubble. */
+export function userMessage(content, ...actions) {
+  const bubble = h("div", { class: "bubble", text: content });
+  const article = h("article", { class: "msg-user", "aria-label": "You" }, bubble);
+  if (content.length > LONG_MESSAGE || content.split("\n").length > 12) {
+    bubble.classList.add("collapsed");
+    const toggle = h("button", {
+      class: "btn btn-quiet btn-small more",
+      type: "button",
+      "aria-expanded": "false",
+      text: "Show more",
+      onclick: () => {
+        const open = bubble.classList.toggle("collapsed") === false;
+        toggle.textContent = open ? "Show less" : "Show more";
+        toggle.setAttribute("aria-expanded", String(open));
+      },
+    });
+    article.append(toggle);
+  }
+  if (actions.length)
+    article.append(h("div", { class: "msg-actions", role: "group", "aria-label": "Question actions" }, ...actions));
+  return article;
 }

@@ -14,7 +14,16 @@
 export function buildTree(checkpoints) {
   const nodes = new Map();
   checkpoints.forEach((cp, index) => {
-    nodes.set(cp.checkpoint_id, { ...cp, order: index, branch: 0, turn: 0, forkOf: null, children: 0 });
+    nodes.set(cp.checkpoint_id, {
+      ...cp,
+      order: index,
+      branch: 0,
+      turn: 0,
+      forkOf: null,
+      children: 0,
+      kids: [],
+      depth: 0,
+    });
   });
   const time = (node) => Date.parse(node.created_at ?? "") || 0;
   // Oldest first; the API's order (newest first) breaks ties.
@@ -25,19 +34,58 @@ export function buildTree(checkpoints) {
   for (const node of ascending) {
     const parent = node.parent_checkpoint_id ? nodes.get(node.parent_checkpoint_id) : undefined;
     node.turn = parent ? parent.turn + 1 : 1;
-    if (parent) parent.children += 1;
+    if (parent) {
+      parent.children += 1;
+      parent.kids.push(node);
+    }
     if (parent && !continued.has(parent.checkpoint_id)) {
       continued.add(parent.checkpoint_id);
       node.branch = parent.branch;
+      node.depth = parent.depth;
     } else {
       branchCount += 1;
       node.branch = branchCount;
       node.forkOf = parent ?? null;
+      node.depth = parent ? parent.depth + 1 : 0;
     }
   }
   const newestFirst = [...ascending].reverse();
   const head = newestFirst.find((node) => node.is_head) ?? null;
-  return { nodes, newestFirst, branchCount, head, leaves: newestFirst.filter((n) => n.children === 0) };
+  const roots = ascending.filter((n) => !n.parent_checkpoint_id || !nodes.has(n.parent_checkpoint_id));
+  return { nodes, newestFirst, roots, branchCount, head, leaves: newestFirst.filter((n) => n.children === 0) };
+}
+
+/**
+ * The checkpoints as the tree reads top to bottom: each branch in turn order, and the branches
+ * that fork off it after it, one level deeper (`node.depth`), in the order they were made.
+ */
+export function treeOrder(tree) {
+  const out = [];
+  const visit = (node) => {
+    out.push(node);
+    node.kids.forEach(visit);
+  };
+  tree.roots.forEach(visit);
+  return out;
+}
+
+/** The checkpoints that answer the same conversation as `node` with another turn (its versions). */
+export function versionsOf(tree, node) {
+  const parent = node.parent_checkpoint_id ? tree.nodes.get(node.parent_checkpoint_id) : null;
+  return parent ? parent.kids : tree.roots;
+}
+
+/** Where a branch through `node` ends now: the head if it is below, else the newest tip. */
+export function tipOf(tree, node) {
+  let best = null;
+  const stack = [node];
+  while (stack.length) {
+    const cur = stack.pop();
+    if (cur.is_head) return cur;
+    if (cur.children === 0 && (!best || Date.parse(cur.created_at) > Date.parse(best.created_at))) best = cur;
+    stack.push(...cur.kids);
+  }
+  return best;
 }
 
 /** The checkpoints from `node` back to the first turn (the branch as the conversation saw it). */

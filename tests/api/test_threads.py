@@ -72,6 +72,36 @@ async def test_list_is_newest_activity_first_and_paginates(client: httpx.AsyncCl
     assert len(seen) == len(set(seen))  # no duplicates across pages
 
 
+async def test_list_searches_titles_in_any_case_and_pages_the_matches(client: httpx.AsyncClient) -> None:
+    marker = unique("needle")
+    titles = [f"{marker.upper()} one", f"A {marker} two", f"{marker} three", "100%_literal"]
+    ids = []
+    for title in titles:
+        created = await client.post("/threads", json={"title": title})
+        assert created.status_code == 201
+        ids.append(created.json()["thread_id"])
+    assert (await client.post("/threads", json={"title": "unrelated"})).status_code == 201
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"q": marker, "limit": 2, **({"before": cursor} if cursor else {})}
+        page = (await client.get("/threads", params=params)).json()
+        seen.extend(t["title"] for t in page["threads"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(titles[:3]))  # newest first, across pages
+    # LIKE's wildcards are plain characters in a search; a thread id finds its thread.
+    literal = (await client.get("/threads", params={"q": "0%_l"})).json()["threads"]
+    assert [t["title"] for t in literal] == ["100%_literal"]
+    assert (await client.get("/threads", params={"q": "%"})).json()["threads"] == literal
+    by_id = (await client.get("/threads", params={"q": ids[0]})).json()["threads"]
+    assert [t["thread_id"] for t in by_id] == [ids[0]]
+    empty = await client.get("/threads", params={"q": ""})
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "invalid_input"
+
+
 async def test_delete_removes_thread_transcript_and_checkpoints(
     client: httpx.AsyncClient, database_url: str
 ) -> None:

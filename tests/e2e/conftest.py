@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
@@ -22,6 +23,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error,
 from tests.conftest import make_settings, real_server
 
 CHROMIUM = Path("/usr/bin/chromium")
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -97,6 +99,50 @@ async def server(database_url: str) -> AsyncIterator[str]:
     settings = make_settings(database_url, model={"offline_token_delay_ms": TOKEN_DELAY_MS})
     async with real_server(settings) as base_url:
         yield base_url
+
+
+def node_tool(command: str) -> str:
+    """`node` or `npm` from PATH; the test is skipped, saying so, where there is none."""
+    found = shutil.which(command)
+    if found is None:
+        pytest.skip(f"`{command}` is not on PATH: this test needs Node.js 20+ with npm")
+    return found
+
+
+@pytest.fixture(scope="session")
+def js_packages() -> Path:
+    """tests/js/node_modules, installed with `npm ci` from the lock file once a session."""
+    installed = subprocess.run(
+        [node_tool("npm"), "ci", "--no-audit", "--no-fund"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
+    return JS_DIR / "node_modules"
+
+
+@pytest.fixture(scope="session")
+def axe_source(js_packages: Path) -> str:
+    """axe-core's browser build, at the version of tests/js/package-lock.json."""
+    return (js_packages / "axe-core" / "axe.min.js").read_text()
+
+
+async def axe_violations(page: Page, axe_source: str) -> list[str]:
+    """What axe-core finds wrong on the page as it is now (WCAG 2.x A and AA, best practices):
+    one line per rule and the elements that break it. The page's CSP is bypassed by its context
+    (`bypass_csp=True`), so the test can inject axe."""
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.add_script_tag(content=axe_source)
+    found: list[dict[str, Any]] = await page.evaluate(
+        """async () => (await axe.run(document, {
+              runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']},
+              resultTypes: ['violations'],
+           })).violations.map(v => ({id: v.id, help: v.help,
+              nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary)}))"""
+    )
+    return [f"{v['id']} ({v['help']}): {v['nodes']}" for v in found]
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,9 @@ async def no_sideways_scroll(page: Page) -> None:
 
 
 async def wait_idle(page: Page) -> None:
-    await expect(page.get_by_label("Message", exact=True)).to_be_enabled(timeout=30_000)
+    """No turn runs: the Send button is back (it is Stop while an answer streams)."""
+    await expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled(timeout=30_000)
+    await expect(page.locator("#messages")).to_have_attribute("aria-busy", "false")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +124,9 @@ async def test_demo_dialogue_streams_then_survives_a_reload(page: Page, server: 
     assert unnamed == 0
 
     await send(page, QUESTION)
-    box = page.get_by_label("Message", exact=True)
-    await expect(box).to_be_disabled()
+    # While the answer streams the box stays open for the next question; Send becomes Stop.
+    await expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+    await expect(page.get_by_label("Message", exact=True)).to_be_enabled()
     steps = page.locator("details.step")
     await expect(steps).to_have_count(2)
     await expect(steps.nth(0).locator(".step-name")).to_have_text("get_cyber_threat_info")
@@ -151,7 +154,7 @@ async def test_demo_dialogue_streams_then_survives_a_reload(page: Page, server: 
     await send(page, FOLLOW_UP)
     await wait_idle(page)
     await expect(page.locator(".answer").last).to_have_text(re.compile(r"^Their IP address is "))
-    await expect(page.locator(".msg-user")).to_have_count(2)
+    await expect(page.locator(".msg-user .bubble")).to_have_count(2)
     # The new thread is titled by its first question, is open, and is first in the sidebar.
     current = page.locator(".thread-item.current")
     await expect(current).to_contain_text(QUESTION)
@@ -172,8 +175,8 @@ async def test_demo_dialogue_streams_then_survives_a_reload(page: Page, server: 
     await page.goto(server)
     await expect(page.get_by_role("heading", name="Ask the security assistant")).to_be_visible()
     await open_from_sidebar(page, QUESTION)
-    await expect(page.locator(".msg-user")).to_have_count(2)
-    await expect(page.locator(".msg-user").first).to_have_text(QUESTION)
+    await expect(page.locator(".msg-user .bubble")).to_have_count(2)
+    await expect(page.locator(".msg-user .bubble").first).to_have_text(QUESTION)
     await expect(page.locator("details.step")).to_have_count(2)
     await expect(page.locator(".answer").first).to_contain_text("committed by")
     await expect(page.locator(".answer").last).to_have_text(re.compile(r"^Their IP address is "))
@@ -194,7 +197,7 @@ async def test_copy_the_thread_id_and_paste_it_to_resume(page: Page, server: str
 
     await page.get_by_role("button", name="New thread").click()
     await expect(page.locator("#thread-title")).to_have_text("New thread")
-    await expect(page.locator(".msg-user")).to_have_count(0)
+    await expect(page.locator(".msg-user .bubble")).to_have_count(0)
     field = page.get_by_label("Resume a thread by id")
     await field.fill("no such thread!")
     await field.press("Enter")
@@ -202,7 +205,7 @@ async def test_copy_the_thread_id_and_paste_it_to_resume(page: Page, server: str
     await field.fill(thread_id)
     await field.press("Enter")
     await expect(page.locator("#thread-title")).to_have_text(title)
-    await expect(page.locator(".msg-user")).to_have_text([QUESTION])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION])
     await expect(page.locator(".answer")).to_contain_text("committed by")
 
 
@@ -216,19 +219,20 @@ async def test_fork_from_an_earlier_checkpoint(page: Page, server: str, artifact
     await page.get_by_role("button", name="History").click()
     timeline = page.locator("#timeline .cp")
     await expect(timeline).to_have_count(2)
-    # Newest first; each checkpoint is labelled with the question of its turn.
-    await expect(timeline.nth(0)).to_contain_text(f"Turn 2 · {FOLLOW_UP}")
-    await expect(timeline.nth(0)).to_contain_text("latest")
-    await expect(timeline.nth(1)).to_contain_text(f"Turn 1 · {QUESTION}")
+    # A tree read top down, each branch in turn order; each checkpoint is labelled with the
+    # question of its turn.
+    await expect(timeline.nth(0)).to_contain_text(f"Turn 1 · {QUESTION}")
+    await expect(timeline.nth(1)).to_contain_text(f"Turn 2 · {FOLLOW_UP}")
+    await expect(timeline.nth(1)).to_contain_text("latest")
 
     # The conversation as it was after turn 1: the follow-up is not there yet.
-    await timeline.nth(1).get_by_role("button").click()
+    await timeline.nth(0).get_by_role("button").click()
     await expect(page.locator("#snapshot-bar")).to_be_visible()
-    await expect(page.locator(".msg-user")).to_have_text([QUESTION])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION])
     await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 1 · branch 1 of 1")
     await shot(page, artifacts / "05-history-snapshot.png")
 
-    turn_one = await timeline.nth(1).get_by_role("button").element_handle()
+    turn_one = await timeline.nth(0).get_by_role("button").element_handle()
 
     # Continue from there: a new branch.
     await send(page, "What was their email?")
@@ -236,15 +240,18 @@ async def test_fork_from_an_earlier_checkpoint(page: Page, server: str, artifact
     await expect(page.locator(".answer").last).to_have_text(re.compile(r"^Their email is "))
     await expect(page.locator("#snapshot-bar")).to_be_hidden()
     await expect(page.locator("#branch-chip")).to_have_text("Branch 2 of 2")
-    await expect(page.locator(".msg-user")).to_have_text([QUESTION, "What was their email?"])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION, "What was their email?"])
     await expect(timeline).to_have_count(3)
-    await expect(timeline.nth(0)).to_contain_text("forked from turn 1")
-    await expect(timeline.nth(0)).to_contain_text("latest")
+    # The new branch comes after the branch it forked from, one level in.
+    await expect(timeline.nth(2)).to_contain_text("forked from turn 1")
+    await expect(timeline.nth(2)).to_contain_text("latest")
     await expect(page.locator("#timeline .cp.on-branch")).to_have_count(2)
+    indent = await timeline.evaluate_all("items => items.map(li => getComputedStyle(li).paddingLeft)")
+    assert indent[0] == indent[1] != indent[2], indent
     # Entries are updated in place, never replaced (a replaced button would swallow a click that
-    # was under way): turn 1's button is the same element, now third.
+    # was under way): turn 1's button is the same element, still first.
     assert await turn_one.evaluate(
-        "b => b.isConnected && b.closest('li') === document.querySelectorAll('#timeline .cp')[2]"
+        "b => b.isConnected && b.closest('li') === document.querySelectorAll('#timeline .cp')[0]"
     )
     await shot(page, artifacts / "06-forked.png")
 
@@ -256,10 +263,10 @@ async def test_fork_from_an_earlier_checkpoint(page: Page, server: str, artifact
 
     # The old branch is still there to look at.
     await timeline.filter(has_text=FOLLOW_UP).get_by_role("button").click()
-    await expect(page.locator(".msg-user")).to_have_text([QUESTION, FOLLOW_UP])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION, FOLLOW_UP])
     await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 2 · branch 1 of 2")
     await page.get_by_role("button", name="Back to latest").click()
-    await expect(page.locator(".msg-user")).to_have_text([QUESTION, "What was their email?"])
+    await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION, "What was their email?"])
 
 
 async def test_rename_and_delete_a_thread(page: Page, server: str, artifacts: Path) -> None:
@@ -346,14 +353,14 @@ async def test_busy_thread_and_service_down_are_explained(
                 banner = page.locator("#banner")
                 await expect(banner).to_contain_text("busy with another turn")
                 box = page.get_by_label("Message", exact=True)
-                await expect(box).to_be_disabled()
+                await expect(page.get_by_role("button", name="Send", exact=True)).to_be_disabled()
                 await expect(box).to_have_value(FOLLOW_UP)  # nothing typed is lost
                 await shot(page, artifacts / "08-busy.png")
                 assert (await other).status_code == 200
             # When the other turn is saved the page shows it and unlocks.
             await expect(banner).to_be_hidden(timeout=30_000)
             await expect(page.locator(".answer")).to_contain_text("committed by")
-            await expect(box).to_be_enabled()
+            await wait_idle(page)
         # The service is gone: sending says so instead of failing silently.
         await box.press("Enter")
         await expect(page.locator("#banner")).to_contain_text("can't be reached")
@@ -481,10 +488,10 @@ async def test_readme_screenshot(
             # and for the page to show that turn before continuing from it.
             timeline = page.locator("#timeline .cp")
             await expect(timeline).to_have_count(2)
-            await expect(timeline.nth(0)).to_contain_text("latest")
+            await expect(timeline.nth(1)).to_contain_text("latest")
             # One click: the timeline updates its items in place while the history and the
             # question labels arrive, so the button is never replaced under the pointer.
-            await timeline.nth(1).get_by_role("button").click()
+            await timeline.nth(0).get_by_role("button").click()
             await expect(page.locator("#snapshot-bar")).to_be_visible()
             await expect(page.locator("#branch-chip")).to_have_text("Viewing turn 1 · branch 1 of 1")
             await send(page, "What was their email?")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,37 +19,20 @@ import pytest
 
 from app.api.protocol import PREFIX
 from tests.conftest import free_port
-from tests.e2e.conftest import LAUNCH_ARGS
+from tests.e2e.conftest import JS_DIR, LAUNCH_ARGS, node_tool
 from tests.faults.processes import ServiceProcess, running_service
 
 pytestmark = pytest.mark.slow
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 # Long enough for a turn to be joined, dropped, cancelled or reloaded while it runs.
 TOKEN_DELAY_MS = 60
 NODE_TEST_SECONDS = 300
 
 
-def _tool(command: str) -> str:
-    found = shutil.which(command)
-    if found is None:
-        pytest.skip(f"`{command}` is not on PATH: the JS client tests need Node.js 20+ with npm")
-    return found
-
-
 @pytest.fixture(scope="module")
-def node() -> str:
+def node(js_packages: Path) -> str:
     """Node, with tests/js/node_modules installed from the lock file."""
-    node = _tool("node")
-    installed = subprocess.run(
-        [_tool("npm"), "ci", "--no-audit", "--no-fund"],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
-    return node
+    return node_tool("node")
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ async def test_see_search_and_forget_what_the_agent_remembers(
     await send(page, "Which office do I cover?")
     await wait_idle(page)
     await expect(
-        page.get_by_text("From what you told me before: you cover the London office")
+        page.locator("#messages").get_by_text("From what you told me before: you cover the London office")
     ).to_be_visible()
     await expect(page.locator(".memory-used")).to_have_count(1)
     await expect(page.locator(".memory-used")).to_have_text("Answered from your memories")

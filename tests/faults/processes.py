@@ -37,6 +37,14 @@ class ServiceProcess:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop(), read in log_tail()
         self.process: subprocess.Popen[bytes] | None = None
 
+    def successor(self) -> ServiceProcess:
+        """A new process like this one, on its port (the service restarted after a crash or a stop)."""
+        successor = ServiceProcess(self._env["DATABASE_URL"], *self._args)
+        successor._env = dict(self._env)
+        successor.port = self.port
+        successor.base_url = self.base_url
+        return successor
+
     @property
     def pid(self) -> int:
         assert self.process is not None

@@ -1,0 +1,69 @@
+// What a tab keeps of the runs it sent (sessionStorage, so a reload can rejoin them from the last
+// event seen), and a run on screen while it streams.
+
+import { ui } from "./page.js";
+import { TurnView, userMessage } from "./transcript.js";
+
+// One record per thread this tab sent a turn to: {threadId, runId, content, fork, lastEventId,
+// events, failed}. It outlives a reload (sessionStorage) and goes once the turn is saved.
+const recordKey = (threadId) => `lma.run.${threadId}`;
+
+export function saveRecord(record) {
+  try {
+    sessionStorage.setItem(recordKey(record.threadId), JSON.stringify(record));
+  } catch {
+    // Storage full: a reload then replays the run's stream from its start instead.
+  }
+}
+
+export function loadRecord(threadId) {
+  try {
+    return JSON.parse(sessionStorage.getItem(recordKey(threadId)) ?? "null");
+  } catch {
+    return null;
+  }
+}
+
+export const dropRecord = (threadId) => sessionStorage.removeItem(recordKey(threadId));
+
+/** Events as the record keeps them: a run of tokens of one message is one event. */
+export function remember(record, name, data) {
+  const last = record.events.at(-1);
+  if (name === "token" && last?.[0] === "token" && last[1].message_id === data.message_id)
+    last[1] = { ...last[1], delta: last[1].delta + data.delta };
+  else record.events.push([name, data]);
+}
+
+/** A turn on screen while it runs: the question (known, or from `run_start`) and the answer. */
+export class LiveTurn {
+  constructor(content) {
+    this.question = content === null ? null : userMessage(content);
+    if (this.question) ui.messages.append(this.question);
+    this.turn = new TurnView(ui.messages);
+    this.turn.setThinking(true);
+    ui.welcome.hidden = true;
+  }
+
+  apply(name, data) {
+    const turn = this.turn;
+    if (name === "run_start" && !this.question) {
+      const asked = (data.input ?? []).findLast((m) => m.role === "user");
+      if (asked) {
+        this.question = userMessage(asked.content);
+        ui.messages.insertBefore(this.question, turn.root);
+      }
+    } else if (name === "token") turn.token(data);
+    else if (name === "tool_call") {
+      turn.setThinking(false);
+      turn.toolCall(data);
+    } else if (name === "tool_result") {
+      turn.toolResult(data);
+      turn.setThinking(true); // the model reads the result next
+    } else if (name === "message") turn.message(data);
+  }
+
+  remove() {
+    this.question?.remove();
+    this.turn.root.remove();
+  }
+}
