@@ -57,6 +57,8 @@ class RunHandle:
     _service: RunService
     _live: LiveRun | None = None  # it executes in this process
     _request: TurnRequest | None = None  # a replay's request: run again if its first run was lost
+    # Where the conversation it starts from ends (thread_key, branch, position), once claimed here.
+    start_at: tuple[uuid.UUID, int, int] | None = None
 
     def events(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
         if self._live is not None:
@@ -204,7 +206,8 @@ class RunService:
             error=None,
             checkpoint_id=None,
         )
-        return RunHandle(run=run, replayed=False, _service=self, _live=live)
+        start_at = (claim.thread.thread_key, start.branch, start.seq) if start is not None else None
+        return RunHandle(run=run, replayed=False, _service=self, _live=live, start_at=start_at)
 
     async def _enqueue(self, request: TurnRequest, new: NewRun) -> RunHandle | None:
         run_id = await self._runs.enqueue(request.owner, request.thread_id, new)

@@ -9,11 +9,10 @@ message lists); `error` or `end` last. Every run event's last frame carries the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from app.api.protocol.shapes import lc_message
-from app.memory.transcript import StoredMessage
+from app.api.protocol.shapes import encoded_message, encoded_values, lc_message
 from app.services.events import (
     CustomData,
     MessageCompleted,
@@ -49,17 +48,18 @@ def _tool_message(event: ToolResult) -> dict[str, Any]:
 
 
 class ProtocolStream:
-    def __init__(self, *, run_id: str, thread_id: str, modes: list[str], prior: list[StoredMessage]) -> None:
+    def __init__(self, *, run_id: str, thread_id: str, modes: list[str], prior: Sequence[str]) -> None:
+        """`prior`: the conversation the run starts from, its messages by `encoded_message`."""
         self._run_id = run_id
         self._thread_id = thread_id
         self._modes = set(modes)
         # Each message encoded once: a `values` frame resends the whole, growing list.
-        self._encoded = [encode(lc_message(m)) for m in prior]
+        self._encoded = list(prior)
         self._partial: dict[str, str] = {}
         self._encoded_meta: dict[str, str] = {}
 
     def _values(self) -> RawJson:
-        return RawJson('{"messages":[' + ",".join(self._encoded) + "]}")
+        return RawJson(encoded_values(self._encoded))
 
     def _meta(self, node: str) -> dict[str, Any]:
         return {"langgraph_node": node, "run_id": self._run_id, "thread_id": self._thread_id}
@@ -90,7 +90,7 @@ class ProtocolStream:
     def _frames(self, item: RunEvent) -> list[tuple[str, Any]]:
         event = item.event
         if isinstance(event, RunStarted):
-            self._encoded.extend(encode(lc_message(m)) for m in event.input)
+            self._encoded.extend(encoded_message(m) for m in event.input)
             return [("values", self._values())] if "values" in self._modes else []
         if isinstance(event, TokenDelta):
             text = self._partial.get(event.message_id, "") + event.delta
