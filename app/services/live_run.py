@@ -70,15 +70,24 @@ class LiveRun:
 
     async def follow(self, *, after: int) -> AsyncIterator[RunEvent]:
         """This run's events after `after`, live, until its terminal event."""
+        async for batch in self.follow_batches(after=after):
+            for event in batch:
+                yield event
+
+    async def follow_batches(self, *, after: int) -> AsyncIterator[list[RunEvent]]:
+        """`follow`, each time with all the events published meanwhile (a stream writes them
+        at once: one write for a burst of tokens, not one per token)."""
         position = after
         while True:
             waiter = self._changed
-            while position < len(self.events):
-                event = self.events[position]
-                position += 1
-                yield event
-                if event.terminal:
+            if position < len(self.events):
+                batch = self.events[position:]
+                position += len(batch)
+                ends = next((i for i, e in enumerate(batch) if e.terminal), None)
+                yield batch if ends is None else batch[: ends + 1]
+                if ends is not None:
                     return
+                continue
             if self._finished:
                 return
             await waiter.wait()

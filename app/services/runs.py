@@ -65,6 +65,10 @@ class RunHandle:
             return self._live.follow(after=after)
         return self._service.follow(uuid.UUID(self.run.run_id), after=after)
 
+    def event_batches(self) -> AsyncIterator[list[RunEvent]]:
+        """`events`, as many at a time as are there (a stream writes them at once)."""
+        return self._service.follow_batches(uuid.UUID(self.run.run_id), after=0, live=self._live)
+
     async def result(self) -> TurnResult:
         if self._live is not None:
             # shield: the caller going away must not cancel the run itself.
@@ -308,6 +312,15 @@ class RunService:
         if live is not None:
             return live.follow(after=after)
         return self._follower.follow(run_id, after=after)
+
+    def follow_batches(
+        self, run_id: uuid.UUID, *, after: int, live: LiveRun | None = None
+    ) -> AsyncIterator[list[RunEvent]]:
+        """`follow`, as many events at a time as are there."""
+        live = live or self._executor.live.get(run_id)
+        if live is not None:
+            return live.follow_batches(after=after)
+        return self._follower.follow_batches(run_id, after=after)
 
     async def result_of(self, run_id: uuid.UUID) -> TurnResult:
         """The run's result once it has finished, or the error it ended with."""

@@ -143,15 +143,16 @@ def _remember(
 
 
 def _until_end(
-    frames: AsyncIterator[Frame], on_disconnect: Any | None, on_end: Any | None = None
-) -> AsyncIterator[Frame]:
-    async def guarded() -> AsyncIterator[Frame]:
+    batches: AsyncIterator[list[Frame]], on_disconnect: Any | None, on_end: Any | None = None
+) -> AsyncIterator[list[Frame]]:
+    async def guarded() -> AsyncIterator[list[Frame]]:
         ended = False
         try:
-            async for frame in frames:
-                ended = ended or frame.event in ("end", "error")
-                yield frame
-                if frame.event == "end" and on_end is not None:
+            async for frames in batches:
+                succeeded = any(f.event == "end" for f in frames)
+                ended = ended or succeeded or any(f.event == "error" for f in frames)
+                yield frames
+                if succeeded and on_end is not None:
                     await on_end()
         finally:
             if not ended and on_disconnect is not None:
@@ -171,7 +172,7 @@ def _stream_response(
 ) -> Response:
     run_id = handle.run.run_id
     renderer = ProtocolStream(run_id=run_id, thread_id=thread_id, modes=body.modes(), prior=prior)
-    frames = renderer.frames(handle.events())
+    frames = renderer.frames(handle.event_batches())
     cancel = (lambda: runs.cancel_soon(owner, run_id)) if body.on_disconnect == "cancel" else None
 
     async def remember() -> None:
@@ -316,7 +317,7 @@ def build_router() -> APIRouter:
             prior=[encoded_message(m) for m in await threads.before_run(record)],
         )
         # From the first event, so that `values` after the resumed one hold the whole conversation.
-        frames = renderer.frames(runs.follow(record.run_id, after=0), after=after)
+        frames = renderer.frames(runs.follow_batches(record.run_id, after=0), after=after)
         cancel = (lambda: runs.cancel_soon(owner, str(record.run_id))) if cancel_on_disconnect else None
         run_path, stream_path = _paths(thread_id, str(record.run_id), modes)
         return frames_response(

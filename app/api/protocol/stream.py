@@ -115,14 +115,23 @@ class ProtocolStream:
             return [("end", None)]
         return []  # a tool call is shown by its AI message
 
-    async def frames(self, events: AsyncIterator[RunEvent], *, after: int = 0) -> AsyncIterator[Frame]:
+    async def frames(
+        self, batches: AsyncIterator[list[RunEvent]], *, after: int = 0
+    ) -> AsyncIterator[list[Frame]]:
         """The frames of a run's events from its first, sending those after event `after` only:
-        a stream resumed there still renders the whole conversation in its `values`."""
-        yield Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})
-        async for item in events:
-            rendered = self._frames(item)
-            if item.seq <= after:
-                continue
-            for index, (name, data) in enumerate(rendered):
-                last = index == len(rendered) - 1
-                yield Frame(event=name, data=data, id=f"{self._run_id}:{item.seq}" if last else None)
+        a stream resumed there still renders the whole conversation in its `values`. Each batch
+        of events gives one list of frames (written at once)."""
+        yield [Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})]
+        async for batch in batches:
+            out: list[Frame] = []
+            for item in batch:
+                rendered = self._frames(item)
+                if item.seq <= after:
+                    continue
+                for index, (name, data) in enumerate(rendered):
+                    last = index == len(rendered) - 1
+                    out.append(
+                        Frame(event=name, data=data, id=f"{self._run_id}:{item.seq}" if last else None)
+                    )
+            if out:
+                yield out
