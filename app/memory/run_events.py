@@ -82,14 +82,31 @@ class RunEventLog:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def append(self, run_id: uuid.UUID, events: Sequence[StoredEvent]) -> None:
-        """Store a batch of a running run's events and wake its joiners (one round trip)."""
-        if not events:
+    async def append_many(self, batches: Sequence[tuple[uuid.UUID, Sequence[StoredEvent]]]) -> None:
+        """Store a batch of events of each of several running runs and wake their joiners, in one
+        statement (one round trip, one commit)."""
+        batches = [(run_id, events) for run_id, events in batches if events]
+        if not batches:
             return
+        rows = [(run_id, event_rows(events)) for run_id, events in batches]
         async with self._pool.connection() as conn:
             await conn.execute(
-                f"WITH added AS ({insert_events_cte('(SELECT 1) AS one')}) SELECT {NOTIFY_EVENTS_SQL}",
-                {"run": run_id, **event_rows(events)},
+                "WITH b AS (SELECT * FROM unnest(%(runs)s::uuid[], %(firsts)s::int[], %(lasts)s::int[],"
+                "   %(terminals)s::bool[], %(bodies)s::jsonb[]) AS b(run_id, seq, last_seq, terminal, events)"
+                "), added AS ("
+                "  INSERT INTO lma_run_events (run_id, seq, last_seq, terminal, events)"
+                "  SELECT b.run_id, b.seq, b.last_seq, b.terminal, b.events"
+                # A run deleted meanwhile (its thread was) is left out, not failing the others.
+                "  FROM b JOIN lma_runs r ON r.run_id = b.run_id FOR KEY SHARE OF r"
+                "  ON CONFLICT (run_id, seq) DO NOTHING RETURNING run_id, last_seq"
+                f") SELECT pg_notify('{CHANNEL}', 'e ' || run_id::text || ' ' || last_seq::text) FROM added",
+                {
+                    "runs": [run_id for run_id, _ in rows],
+                    "firsts": [r["ev_first"] for _, r in rows],
+                    "lasts": [r["ev_last"] for _, r in rows],
+                    "terminals": [r["ev_terminal"] for _, r in rows],
+                    "bodies": [r["ev_body"] for _, r in rows],
+                },
             )
 
     async def read(self, run_id: uuid.UUID, *, after: int, batches: int = 100) -> list[StoredEvent]:
