@@ -230,6 +230,11 @@ MIGRATIONS: list[list[LiteralString]] = [
         "CREATE INDEX IF NOT EXISTS store_prefix_idx ON store USING btree (prefix text_pattern_ops)",
         "CREATE INDEX IF NOT EXISTS idx_store_expires_at ON store (expires_at) WHERE expires_at IS NOT NULL",
     ],
+    # 7: a run's events are announced (NOTIFY) only once someone follows it from its log: a
+    # notification serialises the commits that send one (app/memory/run_events.py).
+    [
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS watched boolean NOT NULL DEFAULT false",
+    ],
 ]
 
 

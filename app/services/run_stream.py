@@ -48,6 +48,7 @@ class LogFollower:
         """The run's events after `after`, as they are read: each read's in one list."""
         waiter = self._notifications.subscribe(run_id)
         try:
+            await self._runs.watch(run_id)  # subscribed, watched, then read: nothing is missed
             check_record = True  # the first read, and after each quiet poll
             while True:
                 waiter.clear()
@@ -95,6 +96,7 @@ class LogFollower:
         """The run's record once it has finished (None: it was deleted; unfinished: `within` passed)."""
         waiter = self._notifications.subscribe(run_id)
         try:
+            await self._runs.watch(run_id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(within):
                     while True:

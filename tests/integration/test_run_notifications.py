@@ -10,7 +10,7 @@ import uuid
 import psycopg
 
 from app.lifespan import open_resources
-from app.memory.run_events import StoredEvent
+from app.memory.run_events import CHANNEL, StoredEvent
 from app.services.events import RunDone, RunEvent, TokenDelta
 from app.services.run_model import TurnRequest
 from tests.conftest import make_settings, unique
@@ -94,3 +94,23 @@ async def test_a_run_deleted_while_streaming_does_not_stop_the_others_being_stor
 
 def stored_events(seq: int) -> list[StoredEvent]:
     return [StoredEvent(seq=seq, kind="custom", data={"data": "x"})]
+
+
+async def test_only_runs_followed_from_their_log_are_announced(database_url: str) -> None:
+    """A run nobody follows from its log sends no notification (they serialise commits); one
+    followed from another service is announced as its events are stored."""
+    slow = make_settings(database_url, model={"offline_token_delay_ms": 20})
+    async with (
+        open_resources(slow) as here,
+        open_resources(slow) as there,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener,
+    ):
+        await listener.execute(f"LISTEN {CHANNEL}")
+        quiet = await here.runs.submit(TurnRequest("o", unique(), [("user", QUESTION)], stream=True))
+        await quiet.result()
+        followed = await here.runs.submit(TurnRequest("o", unique(), [("user", QUESTION)], background=True))
+        events = [e async for e in there.runs.follow(uuid.UUID(followed.run.run_id), after=0)]
+        assert isinstance(events[-1].event, RunDone)
+        payloads = [n.payload async for n in listener.notifies(timeout=0.5)]
+    assert not [p for p in payloads if quiet.run.run_id in p]
+    assert [p for p in payloads if p.startswith(f"e {followed.run.run_id} ")]
