@@ -175,10 +175,12 @@ class RunStore:
         """Ask for notifications of the run's events (a joiner follows its log). An update of
         the run row, which every statement writing its events locks: one that writes after it
         sees the mark and notifies, one that locked the row first commits first, so a read
-        after this finds its events."""
+        after this finds its events. A finished run's log is whole: it needs no mark."""
         async with self._pool.connection() as conn:
             await conn.execute(
-                "UPDATE lma_runs SET watched = true WHERE run_id = %s AND NOT watched", (run_id,)
+                "UPDATE lma_runs SET watched = true"
+                " WHERE run_id = %s AND NOT watched AND finished_at IS NULL",
+                (run_id,),
             )
 
     # -- reading ---------------------------------------------------------------------------
