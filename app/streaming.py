@@ -30,7 +30,7 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.errors import InvalidInput
-from app.services.events import KINDS, RunEvent, event_json
+from app.services.events import KINDS, RunEvent
 
 # The SSE event name of each event type is its stored kind.
 EVENT_NAMES: dict[type[Any], str] = dict(KINDS)
@@ -77,8 +77,7 @@ async def _frames(run_id: str, batches: AsyncIterator[list[RunEvent]]) -> AsyncI
     # The events there at once go out in one write: a burst of tokens costs one send.
     async for batch in batches:
         yield "".join(
-            sse_frame(EVENT_NAMES[type(item.event)], encode(event_json(item.event)), f"{run_id}:{item.seq}")
-            for item in batch
+            sse_frame(EVENT_NAMES[type(item.event)], item.data_json, f"{run_id}:{item.seq}") for item in batch
         ).encode()
 
 

@@ -36,6 +36,18 @@ class StoredEvent:
     seq: int
     kind: str
     data: dict[str, Any]
+    data_json: str | None = None  # `data` as JSON text, when the writer has it already
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _body(events: Sequence[StoredEvent]) -> Jsonb:
+    """The batch's `[[kind, data], ...]` as JSON, from each event's own text where it has one."""
+    if any(e.data_json is None for e in events):
+        return Jsonb([[e.kind, e.data] for e in events])
+    return Jsonb("[" + ",".join(f'["{e.kind}",{e.data_json}]' for e in events) + "]", dumps=_as_is)
 
 
 def event_rows(events: Sequence[StoredEvent]) -> dict[str, Any]:
@@ -44,7 +56,7 @@ def event_rows(events: Sequence[StoredEvent]) -> dict[str, Any]:
         "ev_first": events[0].seq if events else None,
         "ev_last": events[-1].seq if events else None,
         "ev_terminal": any(e.kind in TERMINAL_KINDS for e in events),
-        "ev_body": Jsonb([[e.kind, e.data] for e in events]),
+        "ev_body": _body(events),
     }
 
 

@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 def stored(events: list[RunEvent]) -> list[StoredEvent]:
-    return [StoredEvent(seq=e.seq, kind=event_kind(e.event), data=event_json(e.event)) for e in events]
+    return [
+        StoredEvent(seq=e.seq, kind=event_kind(e.event), data=event_json(e.event), data_json=e.data_json)
+        for e in events
+    ]
 
 
 class LiveRun:
