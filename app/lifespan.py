@@ -40,6 +40,7 @@ from app.memory.threads import ThreadRegistry
 from app.memory.transcript import Transcript
 from app.observability.graph_metrics import GraphMetrics
 from app.observability.metrics import Metrics
+from app.services.conversation_cache import EncodedConversations
 from app.services.executor import Executor
 from app.services.feedback import FeedbackService
 from app.services.graphs import GraphCatalog
@@ -64,6 +65,7 @@ class Resources:
     runs: RunService
     threads: ThreadService
     hosted_state: HostedState
+    conversations: EncodedConversations
     feedback: FeedbackService
     retention: Retention
     metrics: Metrics
@@ -162,6 +164,7 @@ async def open_resources(
                 runs=runs,
                 threads=threads,
                 hosted_state=HostedState(runs.catalog),
+                conversations=EncodedConversations(threads, max_bytes=settings.runs.cache_max_bytes),
                 feedback=feedback,
                 retention=retention,
                 metrics=metrics,

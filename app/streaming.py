@@ -30,7 +30,7 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.errors import InvalidInput
-from app.services.events import KINDS, RunEvent, event_json
+from app.services.events import KINDS, RunEvent
 
 # The SSE event name of each event type is its stored kind.
 EVENT_NAMES: dict[type[Any], str] = dict(KINDS)
@@ -66,20 +66,27 @@ def sse_event_schema(data_description: str, events: list[str] | None = None) -> 
     }
 
 
-async def _frames(run_id: str, events: AsyncIterator[RunEvent]) -> AsyncIterator[ServerSentEvent]:
-    async for item in events:
-        yield ServerSentEvent(
-            data=json.dumps(event_json(item.event), ensure_ascii=False),
-            event=EVENT_NAMES[type(item.event)],
-            id=f"{run_id}:{item.seq}",
-        )
+def sse_frame(event: str, data: str, event_id: str | None = None) -> str:
+    """One SSE frame, as sse_starlette frames it (CRLF). `data` is JSON: it has no line breaks
+    (JSON escapes them), so it is one `data:` line; names and ids are this service's own."""
+    head = f"id: {event_id}\r\n" if event_id is not None else ""
+    return f"{head}event: {event}\r\ndata: {data}\r\n\r\n"
+
+
+async def _frames(run_id: str, batches: AsyncIterator[list[RunEvent]]) -> AsyncIterator[bytes]:
+    # The events there at once go out in one write: a burst of tokens costs one send.
+    async for batch in batches:
+        yield "".join(
+            sse_frame(EVENT_NAMES[type(item.event)], item.data_json, f"{run_id}:{item.seq}") for item in batch
+        ).encode()
 
 
 def sse_response(
-    run_id: str, events: AsyncIterator[RunEvent], *, headers: dict[str, str], ping_seconds: int
+    run_id: str, batches: AsyncIterator[list[RunEvent]], *, headers: dict[str, str], ping_seconds: int
 ) -> EventSourceResponse:
+    """A run's events (as many at a time as are there) as this service's SSE stream."""
     # Disconnects only stop this generator; the run itself goes on in its own task.
-    return EventSourceResponse(_frames(run_id, events), headers=headers, ping=ping_seconds)
+    return EventSourceResponse(_frames(run_id, batches), headers=headers, ping=ping_seconds)
 
 
 @dataclass(frozen=True)
@@ -102,16 +109,19 @@ def encode(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-async def _protocol_frames(frames: AsyncIterator[Frame]) -> AsyncIterator[ServerSentEvent]:
-    async for frame in frames:
-        data = frame.data if isinstance(frame.data, RawJson) else encode(frame.data)
-        yield ServerSentEvent(data=data, event=frame.event, id=frame.id)
+async def _protocol_frames(batches: AsyncIterator[list[Frame]]) -> AsyncIterator[bytes]:
+    async for frames in batches:
+        yield "".join(
+            sse_frame(f.event, f.data if isinstance(f.data, RawJson) else encode(f.data), f.id)
+            for f in frames
+        ).encode()
 
 
 def frames_response(
-    frames: AsyncIterator[Frame], *, headers: dict[str, str], ping_seconds: int
+    batches: AsyncIterator[list[Frame]], *, headers: dict[str, str], ping_seconds: int
 ) -> EventSourceResponse:
-    return EventSourceResponse(_protocol_frames(frames), headers=headers, ping=ping_seconds)
+    """Another dialect's frames, each list in one write."""
+    return EventSourceResponse(_protocol_frames(batches), headers=headers, ping=ping_seconds)
 
 
 async def _responses_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ServerSentEvent]:

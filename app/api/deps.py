@@ -14,6 +14,7 @@ from fastapi import Depends, Path, Request
 
 from app.errors import InvalidInput, Unauthorized
 from app.lifespan import Resources
+from app.services.conversation_cache import EncodedConversations
 from app.services.hosted_state import HostedState
 from app.services.runs import RunService
 from app.services.threads import ThreadService
@@ -51,10 +52,15 @@ async def get_hosted_state(resources: ResourcesDep) -> HostedState:
     return resources.hosted_state
 
 
+async def get_conversations(resources: ResourcesDep) -> EncodedConversations:
+    return resources.conversations
+
+
 RunsDep = Annotated[RunService, Depends(get_runs)]
 HostedStateDep = Annotated[HostedState, Depends(get_hosted_state)]
 DefaultTtlDep = Annotated[int | None, Depends(get_default_ttl)]
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
+ConversationsDep = Annotated[EncodedConversations, Depends(get_conversations)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
 
 

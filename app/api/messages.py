@@ -131,7 +131,7 @@ async def send_message(
     if body.background:
         return JSONResponse(RunOut.of(handle.run).model_dump(mode="json"), status_code=202, headers=headers)
     if wants_stream:
-        return sse_response(handle.run.run_id, handle.events(), headers=headers, ping_seconds=15)
+        return sse_response(handle.run.run_id, handle.event_batches(), headers=headers, ping_seconds=15)
     result = await handle.result()
     if result.run_id != handle.run.run_id:  # the replayed run was lost: the turn ran again
         headers = run_headers(thread_id, result.run_id)

@@ -101,7 +101,7 @@ async def join_stream(
     resumes after that event, nothing lost or repeated; a finished run replays and ends."""
     run = await runs.get(owner, thread_id, run_id)
     after = last_event_id(last_event_id_header, run.run_id)
-    events = runs.follow(uuid.UUID(run.run_id), after=after)
+    events = runs.follow_batches(uuid.UUID(run.run_id), after=after)
     return sse_response(run.run_id, events, headers=run_headers(thread_id, run.run_id), ping_seconds=15)
 
 

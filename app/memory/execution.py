@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from app.memory.checkpointer import StagedCheckpoints
 from app.memory.pool import Pool
-from app.memory.run_events import CHANNEL, NOTIFY_EVENTS_SQL, StoredEvent, event_rows, insert_events_cte
+from app.memory.run_events import CHANNEL, StoredEvent, event_rows, insert_events_cte, notify_events_sql
 from app.memory.runs import NewRun, TurnStart, drop_partial_checkpoints
 from app.memory.threads import _COLUMNS as THREAD_COLUMNS
 from app.memory.threads import ThreadRecord, lease_free, purge_checkpoints
@@ -216,12 +216,12 @@ class ExecutionStore:
                 "    status = CASE WHEN status = 'running' THEN %(status)s ELSE status END,"
                 "    error_code = CASE WHEN status = 'running' THEN %(code)s ELSE error_code END,"
                 "    error_message = CASE WHEN status = 'running' THEN %(message)s ELSE error_message END"
-                "  WHERE run_id = %(run)s AND status <> 'success' RETURNING run_id"
+                "  WHERE run_id = %(run)s AND status <> 'success' RETURNING run_id, watched"
                 "), freed AS ("
                 "  UPDATE lma_threads SET lease_run_id = NULL, lease_expires_at = NULL"
                 "  WHERE thread_key = %(key)s AND lease_run_id = %(run)s RETURNING 1"
                 f"), added AS ({insert_events_cte('r')})"
-                f" SELECT count(*) FROM r, LATERAL (SELECT {NOTIFY_EVENTS_SQL},"
+                f" SELECT count(*) FROM r, LATERAL (SELECT {notify_events_sql('r.watched')},"
                 f" {_WAKE_QUEUE}) AS woken",
                 params,
             )
@@ -334,10 +334,11 @@ class ExecutionStore:
                 "    interrupts = %(interrupts)s::jsonb,"
                 "    message_count = %(total)s, start_seq = %(start)s, branch = t.branch,"
                 "    finished_at = now(), updated_at = now()"
-                "  FROM t WHERE lma_runs.run_id = %(run)s"
+                "  FROM t WHERE lma_runs.run_id = %(run)s RETURNING lma_runs.watched"
                 f"), events AS ({insert_events_cte('t')})"
                 f" SELECT {_T_COLUMNS} FROM t,"
-                f"  LATERAL (SELECT {NOTIFY_EVENTS_SQL}, {_WAKE_QUEUE}) AS woken",
+                f"  LATERAL (SELECT {notify_events_sql('EXISTS (SELECT 1 FROM run WHERE run.watched)')},"
+                f"  {_WAKE_QUEUE}) AS woken",
                 params,
             )
             record = await cur.fetchone()

@@ -172,6 +172,18 @@ class RunStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    async def watch(self, run_id: uuid.UUID) -> None:
+        """Ask for notifications of the run's events (a joiner follows its log). An update of
+        the run row, which every statement writing its events locks: one that writes after it
+        sees the mark and notifies, one that locked the row first commits first, so a read
+        after this finds its events. A finished run's log is whole: it needs no mark."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE lma_runs SET watched = true"
+                " WHERE run_id = %s AND NOT watched AND finished_at IS NULL",
+                (run_id,),
+            )
+
     # -- reading ---------------------------------------------------------------------------
 
     async def get(self, owner: str, thread_id: str, run_id: uuid.UUID) -> RunRecord | None:

@@ -240,6 +240,11 @@ MIGRATIONS: list[list[LiteralString]] = [
         "ALTER TABLE lma_threads ADD COLUMN IF NOT EXISTS interrupted_at timestamptz",
         "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS interrupts jsonb",
     ],
+    # 8: a run's events are announced (NOTIFY) only once someone follows it from its log: a
+    # notification serialises the commits that send one (app/memory/run_events.py).
+    [
+        "ALTER TABLE lma_runs ADD COLUMN IF NOT EXISTS watched boolean NOT NULL DEFAULT false",
+    ],
 ]
 
 

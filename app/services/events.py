@@ -8,8 +8,10 @@ terminal event (`RunDone` or `RunFailed`).
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from app.agent.messages import stored_to_json
@@ -108,6 +110,12 @@ class RunEvent:
     def terminal(self) -> bool:
         return isinstance(self.event, RunDone | RunFailed)
 
+    @cached_property
+    def data_json(self) -> str:
+        """`event_json` of the event as JSON text, made once: a stream sends it and the log
+        stores it (a run's tokens are its most numerous events)."""
+        return json.dumps(event_json(self.event), ensure_ascii=False)
+
 
 # The stored kind of each event (also its SSE event name, which `streaming.py` owns).
 KINDS: dict[type[Any], str] = {
@@ -150,7 +158,9 @@ def event_json(event: TurnEvent) -> dict[str, Any]:
             "thread_id": event.thread_id,
             "input": [stored_to_json(m) for m in event.input],
         }
-    return asdict(event)
+    # Shallow (the event is frozen and its values are JSON already): `asdict` deep-copies,
+    # which cost more than encoding a token.
+    return dict(vars(event))
 
 
 def event_kind(event: TurnEvent) -> str:

@@ -52,7 +52,7 @@ from app.services.events import (
 from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.history_cache import HistoryCache
 from app.services.interrupts import check_continuation, recorded, resume_command
-from app.services.live_run import LiveRun
+from app.services.live_run import EventWriter, LiveRun
 from app.services.run_model import TurnRequest, TurnResult
 from app.services.state_update import apply_update
 from app.services.step_events import LIVE_MODES, jsonable, step_events, update_events
@@ -103,6 +103,7 @@ class Executor:
         self._metrics = metrics
         self._log_content = log_content
         self.live: dict[uuid.UUID, LiveRun] = {}
+        self._writer = EventWriter(log, settings.events_flush_ms / 1000)
         self.closing = False
         # A moving average of completed turns' duration (for Retry-After on a busy thread).
         self.typical_turn_seconds = 2.0
@@ -140,7 +141,7 @@ class Executor:
             )
         )
         if execution.live_events:
-            live.store_in_batches(self._log, self._settings.events_flush_ms / 1000)
+            live.store_with(self._writer)
         heartbeat = asyncio.create_task(self._heartbeat(live, execution))
         started = time.perf_counter()
         if self._metrics is not None:
@@ -393,3 +394,4 @@ class Executor:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        self._writer.close()

@@ -40,36 +40,49 @@ class LogFollower:
         self._notifications = notifications
 
     async def follow(self, run_id: uuid.UUID, *, after: int) -> AsyncIterator[RunEvent]:
+        async for batch in self.follow_batches(run_id, after=after):
+            for event in batch:
+                yield event
+
+    async def follow_batches(self, run_id: uuid.UUID, *, after: int) -> AsyncIterator[list[RunEvent]]:
+        """The run's events after `after`, as they are read: each read's in one list."""
         waiter = self._notifications.subscribe(run_id)
         try:
+            await self._runs.watch(run_id)  # subscribed, watched, then read: nothing is missed
             check_record = True  # the first read, and after each quiet poll
             while True:
                 waiter.clear()
                 rows = await self._log.read(run_id, after=after)
+                batch: list[RunEvent] = []
                 for row in rows:
                     if row.seq != after + 1:
                         break  # an earlier batch is not visible yet: read again
-                    event = RunEvent(seq=row.seq, event=event_from_json(row.kind, row.data))
+                    batch.append(RunEvent(seq=row.seq, event=event_from_json(row.kind, row.data)))
                     after = row.seq
-                    yield event
-                    if event.terminal:
+                    if batch[-1].terminal:
+                        break
+                if batch:
+                    yield batch
+                    if batch[-1].terminal:
                         return
                 if rows:
                     continue
                 if check_record:
                     record = await self._runs.by_id(run_id)
                     if record is None:
-                        yield RunEvent(
-                            seq=after + 1,
-                            event=RunFailed(code="cancelled", message="The run was deleted."),
-                        )
+                        yield [
+                            RunEvent(
+                                seq=after + 1,
+                                event=RunFailed(code="cancelled", message="The run was deleted."),
+                            )
+                        ]
                         return
                     if record.finished_at is not None:
                         if await self._log.read(run_id, after=after, batches=1):
                             continue  # stored just now
                         # Its terminal event was at or before `after`, or pruned with the log.
                         if not await self._log.closed(run_id):
-                            yield RunEvent(seq=after + 1, event=closing_event(record))
+                            yield [RunEvent(seq=after + 1, event=closing_event(record))]
                         return
                 check_record = False
                 try:
@@ -83,6 +96,7 @@ class LogFollower:
         """The run's record once it has finished (None: it was deleted; unfinished: `within` passed)."""
         waiter = self._notifications.subscribe(run_id)
         try:
+            await self._runs.watch(run_id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(within):
                     while True:

@@ -58,11 +58,17 @@ class RunHandle:
     _service: RunService
     _live: LiveRun | None = None  # it executes in this process
     _request: TurnRequest | None = None  # a replay's request: run again if its first run was lost
+    # Where the conversation it starts from ends (thread_key, branch, position), once claimed here.
+    start_at: tuple[uuid.UUID, int, int] | None = None
 
     def events(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
         if self._live is not None:
             return self._live.follow(after=after)
         return self._service.follow(uuid.UUID(self.run.run_id), after=after)
+
+    def event_batches(self) -> AsyncIterator[list[RunEvent]]:
+        """`events`, as many at a time as are there (a stream writes them at once)."""
+        return self._service.follow_batches(uuid.UUID(self.run.run_id), after=0, live=self._live)
 
     async def result(self) -> TurnResult:
         if self._live is not None:
@@ -221,7 +227,8 @@ class RunService:
             error=None,
             checkpoint_id=None,
         )
-        return RunHandle(run=run, replayed=False, _service=self, _live=live)
+        start_at = (claim.thread.thread_key, start.branch, start.seq) if start is not None else None
+        return RunHandle(run=run, replayed=False, _service=self, _live=live, start_at=start_at)
 
     async def _enqueue(self, request: TurnRequest, new: NewRun) -> RunHandle | None:
         run_id = await self._runs.enqueue(request.owner, request.thread_id, new)
@@ -322,6 +329,15 @@ class RunService:
         if live is not None:
             return live.follow(after=after)
         return self._follower.follow(run_id, after=after)
+
+    def follow_batches(
+        self, run_id: uuid.UUID, *, after: int, live: LiveRun | None = None
+    ) -> AsyncIterator[list[RunEvent]]:
+        """`follow`, as many events at a time as are there."""
+        live = live or self._executor.live.get(run_id)
+        if live is not None:
+            return live.follow_batches(after=after)
+        return self._follower.follow_batches(run_id, after=after)
 
     async def result_of(self, run_id: uuid.UUID) -> TurnResult:
         """The run's result once it has finished, or the error it ended with."""

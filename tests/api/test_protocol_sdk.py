@@ -399,3 +399,27 @@ async def test_update_state_adds_messages_as_a_node_would(sdk: LangGraphClient) 
     with pytest.raises(httpx.HTTPStatusError) as bad:
         await sdk.threads.update_state(thread_id, {"messages": [{"type": "nonsense"}]})
     assert bad.value.response.status_code == 422
+
+
+async def test_values_kept_between_turns_equal_the_state_read_afresh(sdk: LangGraphClient) -> None:
+    """A protocol turn answers and streams the conversation it kept after the thread's last one
+    (plus its own messages): whatever mix of waits, streams and forks, that is the state."""
+    thread_id = (await sdk.threads.create())["thread_id"]
+
+    async def state() -> Any:
+        return (await sdk.threads.get_state(thread_id))["values"]
+
+    assert await wait(sdk, thread_id, QUESTION) == await state()
+    parent = (await sdk.threads.get_history(thread_id, limit=1))[0]["parent_checkpoint"]
+    assert await wait(sdk, thread_id, "What was their IP address?") == await state()
+    for fork in (None, parent, None):
+        parts = [
+            p
+            async for p in sdk.runs.stream(
+                thread_id, "agent", input=ASK, stream_mode=["values", "messages-tuple"], checkpoint=fork
+            )
+        ]
+        streamed = [p.data for p in parts if p.event == "values"]
+        fresh = await state()
+        assert contents(streamed[-1]) == contents(fresh)
+        assert await wait(sdk, thread_id, "What was their IP address?") == await state()

@@ -38,11 +38,13 @@ async def test_a_token_frame_is_the_chunk_and_its_metadata() -> None:
     from app.api.protocol.stream import ProtocolStream
     from app.services.events import RunEvent, TokenDelta
 
-    async def one() -> AsyncIterator[RunEvent]:
-        yield RunEvent(seq=1, event=TokenDelta(message_id="m1", delta='He said "hi" \\u00e9\n', node="model"))
+    async def one() -> AsyncIterator[list[RunEvent]]:
+        yield [
+            RunEvent(seq=1, event=TokenDelta(message_id="m1", delta='He said "hi" \\u00e9\n', node="model"))
+        ]
 
     stream = ProtocolStream(run_id="r1", thread_id="t1", modes=["messages-tuple"], prior=[])
-    frames = [f async for f in stream.frames(one())]
+    frames = [f async for batch in stream.frames(one()) for f in batch]
     assert json.loads(frames[-1].data) == [
         {
             "type": "AIMessageChunk",

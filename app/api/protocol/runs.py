@@ -5,15 +5,30 @@ native run, with the same lease, queue, idempotency, event log and cancel."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import THREAD_ID_PATTERN, HostedStateDep, LimitsDep, OwnerDep, RunsDep, ThreadsDep
-from app.api.protocol.shapes import RunCreate, interrupt_value, new_thread_id, run_json, values_of
+from app.api.deps import (
+    THREAD_ID_PATTERN,
+    ConversationsDep,
+    HostedStateDep,
+    LimitsDep,
+    OwnerDep,
+    RunsDep,
+    ThreadsDep,
+)
+from app.api.protocol.shapes import (
+    RunCreate,
+    encoded_message,
+    encoded_values,
+    new_thread_id,
+    paused_values,
+    run_json,
+)
 from app.api.protocol.stream import ProtocolStream
 from app.api.protocol.threads import thread_values
 from app.api.protocol.turn_states import fork_point, split
@@ -22,7 +37,8 @@ from app.errors import InvalidInput, ThreadNotFound
 from app.memory.runs import FROM_START
 from app.memory.threads import ThreadRecord
 from app.memory.transcript import StoredMessage
-from app.services.run_model import RunQuery, RunStatus, TurnRequest
+from app.services.conversation_cache import EncodedConversations
+from app.services.run_model import RunQuery, RunStatus, TurnRequest, TurnResult
 from app.services.runs import RunHandle, RunService
 from app.services.threads import ThreadService
 from app.services.turn_input import check_turn_messages
@@ -62,22 +78,20 @@ async def _submit(
     *,
     background: bool,
     stream: bool,
-) -> tuple[str, RunHandle, list[Any]]:
-    """Start the run; its thread id, handle, and the conversation it starts from."""
+    conversations: EncodedConversations | None = None,
+) -> tuple[str, RunHandle, Sequence[str]]:
+    """Start the run; its thread id, handle, and (`stream`) the conversation it starts from,
+    its messages encoded."""
     served = runs.catalog.get(body.assistant_id)
     body.modes()
     resume = body.resume()
     fork = body.fork_from()
-    prior: list[Any] = []
+    prior: Sequence[str] = ()
     question: list[StoredMessage] = []
     asked = fork  # what the client named, before it is resolved
     asked_new = thread_id is None  # a thread-less run makes its own thread
     if thread_id is None:
         thread_id = new_thread_id()
-    elif fork is None and stream:
-        # A stream from the head needs the conversation it starts from: one read (the run's own
-        # claim says whether the thread exists).
-        prior = await threads.head_conversation(owner, thread_id)
     elif fork is not None:
         # A fork needs the thread first: its fork point, and the conversation there.
         record = await threads.find(owner, thread_id)
@@ -87,7 +101,7 @@ async def _submit(
             # A client's fork point (a turn's input state) is a checkpoint and maybe a question.
             fork, question = await fork_point(threads, record, fork)
             if stream:
-                prior = await _starting_conversation(threads, record, fork)
+                prior = [encoded_message(m) for m in await _starting_conversation(threads, record, fork)]
     # A run from a turn's input state with no new input re-asks that turn's question (its
     # messages, ids included): a regenerated answer, a sibling of the turn's own.
     regenerates = split(asked)[0] if asked is not None and question and body.input is None else None
@@ -118,16 +132,38 @@ async def _submit(
             abandon_interrupt=True,
         )
     )
+    if stream and fork is None and not asked_new:
+        # From the head: where the run's own claim found it (cached after the thread's last
+        # protocol turn), or as the thread's head now (a run queued behind another).
+        if handle.start_at is not None and conversations is not None:
+            prior = await conversations.upto(handle.start_at, encoded_message)
+        else:
+            prior = [encoded_message(m) for m in await threads.head_conversation(owner, thread_id)]
     return thread_id, handle, prior
 
 
-def _until_end(frames: AsyncIterator[Frame], on_disconnect: Any | None) -> AsyncIterator[Frame]:
-    async def guarded() -> AsyncIterator[Frame]:
+def _remember(
+    handle: RunHandle, conversations: EncodedConversations, result: TurnResult
+) -> Sequence[str] | None:
+    """The conversation after a run that executed here, kept for the thread's next turn (None:
+    the one it started from was not kept)."""
+    if handle.start_at is None or result.conversation_end is None:
+        return None
+    return conversations.extend(handle.start_at, result.conversation_end, result.messages, encoded_message)
+
+
+def _until_end(
+    batches: AsyncIterator[list[Frame]], on_disconnect: Any | None, on_end: Any | None = None
+) -> AsyncIterator[list[Frame]]:
+    async def guarded() -> AsyncIterator[list[Frame]]:
         ended = False
         try:
-            async for frame in frames:
-                ended = ended or frame.event in ("end", "error")
-                yield frame
+            async for frames in batches:
+                succeeded = any(f.event == "end" for f in frames)
+                ended = ended or succeeded or any(f.event == "error" for f in frames)
+                yield frames
+                if succeeded and on_end is not None:
+                    await on_end()
         finally:
             if not ended and on_disconnect is not None:
                 on_disconnect()
@@ -139,17 +175,23 @@ def _stream_response(
     thread_id: str,
     handle: RunHandle,
     body: RunCreate,
-    prior: list[Any],
+    prior: Sequence[str],
     owner: str,
     runs: RunService,
+    conversations: EncodedConversations,
 ) -> Response:
     run_id = handle.run.run_id
     renderer = ProtocolStream(run_id=run_id, thread_id=thread_id, modes=body.modes(), prior=prior)
-    frames = renderer.frames(handle.events())
+    frames = renderer.frames(handle.event_batches())
     cancel = (lambda: runs.cancel_soon(owner, run_id)) if body.on_disconnect == "cancel" else None
+
+    async def remember() -> None:
+        if handle.start_at is not None:  # it ran here: its result is in memory
+            _remember(handle, conversations, await handle.result())
+
     run_path, stream_path = _paths(thread_id, run_id, body.modes())
     headers = {"Content-Location": run_path, "Location": stream_path}
-    return frames_response(_until_end(frames, cancel), headers=headers, ping_seconds=PING_SECONDS)
+    return frames_response(_until_end(frames, cancel, remember), headers=headers, ping_seconds=PING_SECONDS)
 
 
 def build_router() -> APIRouter:
@@ -182,12 +224,21 @@ def build_router() -> APIRouter:
         runs: RunsDep,
         threads: ThreadsDep,
         limits: LimitsDep,
+        conversations: ConversationsDep,
         thread_id: ThreadId | None = None,
     ) -> Response:
         tid, handle, prior = await _submit(
-            thread_id, body, owner, runs, threads, limits, background=False, stream=True
+            thread_id,
+            body,
+            owner,
+            runs,
+            threads,
+            limits,
+            background=False,
+            stream=True,
+            conversations=conversations,
         )
-        return _stream_response(tid, handle, body, prior, owner, runs)
+        return _stream_response(tid, handle, body, prior, owner, runs, conversations)
 
     @routes.post("/threads/{thread_id}/runs/wait")
     @routes.post("/runs/wait", include_in_schema=False)
@@ -198,23 +249,29 @@ def build_router() -> APIRouter:
         threads: ThreadsDep,
         limits: LimitsDep,
         hosted: HostedStateDep,
+        conversations: ConversationsDep,
         thread_id: ThreadId | None = None,
-    ) -> JSONResponse:
+    ) -> Response:
         """Run and answer the thread's values when it ends."""
         tid, handle, _ = await _submit(
             thread_id, body, owner, runs, threads, limits, background=False, stream=False
         )
         result = await handle.result()
         run_path, _ = _paths(tid, handle.run.run_id)
+        headers = {"Content-Location": run_path, "Location": f"{run_path}/join"}
         if runs.catalog.get(body.assistant_id).builtin and result.conversation_end is not None:
-            # The built-in agent's values are its conversation: one range read, no lookups.
-            values = values_of(await threads.conversation_until(result.conversation_end))
-        else:
-            values = await thread_values(await threads.get(owner, tid), threads, hosted)
-        if result.interrupts:
-            # As LangGraph's server answers a run that paused: its interrupts beside the values.
-            values = {**values, "__interrupt__": [interrupt_value(i) for i in result.interrupts]}
-        return JSONResponse(values, headers={"Content-Location": run_path, "Location": f"{run_path}/join"})
+            # The built-in agent's values are its conversation: the one the run started from
+            # (kept after the thread's last protocol turn) and the run's messages, or one read.
+            encoded = _remember(handle, conversations, result)
+            if encoded is None:
+                encoded = await conversations.upto(result.conversation_end, encoded_message)
+            return Response(
+                encoded_values(encoded, paused_values(result.interrupts)),
+                media_type="application/json",
+                headers=headers,
+            )
+        values = await thread_values(await threads.get(owner, tid), threads, hosted)
+        return JSONResponse({**values, **paused_values(result.interrupts)}, headers=headers)
 
     @routes.get("/threads/{thread_id}/runs")
     async def list_runs(
@@ -271,10 +328,10 @@ def build_router() -> APIRouter:
             run_id=str(record.run_id),
             thread_id=thread_id,
             modes=body.modes(),
-            prior=await threads.before_run(record),
+            prior=[encoded_message(m) for m in await threads.before_run(record)],
         )
         # From the first event, so that `values` after the resumed one hold the whole conversation.
-        frames = renderer.frames(runs.follow(record.run_id, after=0), after=after)
+        frames = renderer.frames(runs.follow_batches(record.run_id, after=0), after=after)
         cancel = (lambda: runs.cancel_soon(owner, str(record.run_id))) if cancel_on_disconnect else None
         run_path, stream_path = _paths(thread_id, str(record.run_id), modes)
         return frames_response(

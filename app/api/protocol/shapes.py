@@ -4,6 +4,7 @@ and the protocol's run input read into a turn request."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.memory.transcript import StoredMessage
 from app.services.run_model import BUILTIN_GRAPH, Resume, Run
 from app.services.storable import clip_json
 from app.settings import MultitaskStrategy
+from app.streaming import encode
 
 # The stream modes this service renders (the protocol's names).
 STREAM_MODES = ("values", "updates", "messages-tuple", "messages", "custom")
@@ -52,6 +54,23 @@ def lc_message(message: StoredMessage) -> dict[str, Any]:
 
 def values_of(messages: list[StoredMessage]) -> dict[str, Any]:
     return {"messages": [lc_message(m) for m in messages]}
+
+
+def encoded_message(message: StoredMessage) -> str:
+    """`lc_message` as JSON: a conversation's messages are encoded once and then reused."""
+    return encode(lc_message(message))
+
+
+def encoded_values(messages: Sequence[str], extra: dict[str, Any] | None = None) -> str:
+    """`values` (the built-in agent's state) as JSON, of messages `encoded_message` made, with
+    `extra` keys beside them (`__interrupt__`)."""
+    tail = "".join("," + encode(key) + ":" + encode(value) for key, value in (extra or {}).items())
+    return '{"messages":[' + ",".join(messages) + "]" + tail + "}"
+
+
+def paused_values(interrupts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What LangGraph's server adds to the values of a run that paused: its interrupts."""
+    return {"__interrupt__": [interrupt_value(i) for i in interrupts]} if interrupts else {}
 
 
 def checkpoint_ref(thread_id: str, checkpoint_id: str | None) -> dict[str, Any]:

@@ -9,11 +9,10 @@ message lists); `error` or `end` last. Every run event's last frame carries the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from app.api.protocol.shapes import interrupt_value, lc_message
-from app.memory.transcript import StoredMessage
+from app.api.protocol.shapes import encoded_message, encoded_values, interrupt_value, lc_message
 from app.services.events import (
     CustomData,
     Interrupted,
@@ -50,17 +49,18 @@ def _tool_message(event: ToolResult) -> dict[str, Any]:
 
 
 class ProtocolStream:
-    def __init__(self, *, run_id: str, thread_id: str, modes: list[str], prior: list[StoredMessage]) -> None:
+    def __init__(self, *, run_id: str, thread_id: str, modes: list[str], prior: Sequence[str]) -> None:
+        """`prior`: the conversation the run starts from, its messages by `encoded_message`."""
         self._run_id = run_id
         self._thread_id = thread_id
         self._modes = set(modes)
         # Each message encoded once: a `values` frame resends the whole, growing list.
-        self._encoded = [encode(lc_message(m)) for m in prior]
+        self._encoded = list(prior)
         self._partial: dict[str, str] = {}
         self._encoded_meta: dict[str, str] = {}
 
     def _values(self) -> RawJson:
-        return RawJson('{"messages":[' + ",".join(self._encoded) + "]}")
+        return RawJson(encoded_values(self._encoded))
 
     def _meta(self, node: str) -> dict[str, Any]:
         return {"langgraph_node": node, "run_id": self._run_id, "thread_id": self._thread_id}
@@ -91,7 +91,7 @@ class ProtocolStream:
     def _frames(self, item: RunEvent) -> list[tuple[str, Any]]:
         event = item.event
         if isinstance(event, RunStarted):
-            self._encoded.extend(encode(lc_message(m)) for m in event.input)
+            self._encoded.extend(encoded_message(m) for m in event.input)
             return [("values", self._values())] if "values" in self._modes else []
         if isinstance(event, TokenDelta):
             text = self._partial.get(event.message_id, "") + event.delta
@@ -120,14 +120,23 @@ class ProtocolStream:
             return [("end", None)]
         return []  # a tool call is shown by its AI message
 
-    async def frames(self, events: AsyncIterator[RunEvent], *, after: int = 0) -> AsyncIterator[Frame]:
+    async def frames(
+        self, batches: AsyncIterator[list[RunEvent]], *, after: int = 0
+    ) -> AsyncIterator[list[Frame]]:
         """The frames of a run's events from its first, sending those after event `after` only:
-        a stream resumed there still renders the whole conversation in its `values`."""
-        yield Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})
-        async for item in events:
-            rendered = self._frames(item)
-            if item.seq <= after:
-                continue
-            for index, (name, data) in enumerate(rendered):
-                last = index == len(rendered) - 1
-                yield Frame(event=name, data=data, id=f"{self._run_id}:{item.seq}" if last else None)
+        a stream resumed there still renders the whole conversation in its `values`. Each batch
+        of events gives one list of frames (written at once)."""
+        yield [Frame(event="metadata", data={"run_id": self._run_id, "attempt": 1})]
+        async for batch in batches:
+            out: list[Frame] = []
+            for item in batch:
+                rendered = self._frames(item)
+                if item.seq <= after:
+                    continue
+                for index, (name, data) in enumerate(rendered):
+                    last = index == len(rendered) - 1
+                    out.append(
+                        Frame(event=name, data=data, id=f"{self._run_id}:{item.seq}" if last else None)
+                    )
+            if out:
+                yield out
