@@ -12,7 +12,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from app.agent.messages import request_fingerprint
@@ -27,7 +27,6 @@ from app.errors import (
     ServiceUnavailable,
     ThreadBusy,
     ThreadNotFound,
-    WorkerLost,
     error_for,
 )
 from app.memory.execution import Claim, ExecutionStore
@@ -41,47 +40,13 @@ from app.services.executor import Execution, Executor
 from app.services.graphs import GraphCatalog, ServedGraph
 from app.services.interrupts import check_continuation, resume_command
 from app.services.live_run import LiveRun
+from app.services.run_handle import RunHandle
 from app.services.run_model import Run, TurnRequest, TurnResult
 from app.services.run_queue import RunQueue
 from app.services.run_stream import LogFollower
 from app.settings import BusyMode, MultitaskStrategy, RunSettings
 
 CANCELLED = "The run was cancelled; nothing was saved."
-
-
-@dataclass(frozen=True)
-class RunHandle:
-    """A submitted run (or, for a retried idempotency key, the run that key started)."""
-
-    run: Run
-    replayed: bool
-    _service: RunService
-    _live: LiveRun | None = None  # it executes in this process
-    _request: TurnRequest | None = None  # a replay's request: run again if its first run was lost
-    # Where the conversation it starts from ends (thread_key, branch, position), once claimed here.
-    start_at: tuple[uuid.UUID, int, int] | None = None
-
-    def events(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
-        if self._live is not None:
-            return self._live.follow(after=after)
-        return self._service.follow(uuid.UUID(self.run.run_id), after=after)
-
-    def event_batches(self) -> AsyncIterator[list[RunEvent]]:
-        """`events`, as many at a time as are there (a stream writes them at once)."""
-        return self._service.follow_batches(uuid.UUID(self.run.run_id), after=0, live=self._live)
-
-    async def result(self) -> TurnResult:
-        if self._live is not None:
-            # shield: the caller going away must not cancel the run itself.
-            return await asyncio.shield(self._live.result)
-        try:
-            return await self._service.result_of(uuid.UUID(self.run.run_id))
-        except ServiceError as error:
-            # A retry that joined a run whose process then turned out dead: the key is free
-            # now, so the retry runs the turn (as it would have, had it come a little later).
-            if self._request is None or error.code != WorkerLost.code:
-                raise
-        return await (await self._service.submit(self._request)).result()
 
 
 class RunService:

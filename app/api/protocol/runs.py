@@ -38,8 +38,9 @@ from app.memory.runs import FROM_START
 from app.memory.threads import ThreadRecord
 from app.memory.transcript import StoredMessage
 from app.services.conversation_cache import EncodedConversations
+from app.services.run_handle import RunHandle
 from app.services.run_model import RunQuery, RunStatus, TurnRequest, TurnResult
-from app.services.runs import RunHandle, RunService
+from app.services.runs import RunService
 from app.services.threads import ThreadService
 from app.services.turn_input import check_turn_messages
 from app.settings import LimitSettings
