@@ -1,6 +1,7 @@
 // What a tab keeps of the runs it sent (sessionStorage, so a reload can rejoin them from the last
 // event seen), and a run on screen while it streams.
 
+import { showInterrupts } from "./approvals.js";
 import { ui } from "./page.js";
 import { TurnView, userMessage } from "./transcript.js";
 
@@ -60,6 +61,7 @@ export class LiveTurn {
       turn.toolResult(data);
       turn.setThinking(true); // the model reads the result next
     } else if (name === "message") turn.message(data);
+    else if (name === "interrupt") showInterrupts(turn, data.interrupts); // paused for a decision
   }
 
   remove() {
