@@ -49,6 +49,7 @@ function showCard(turn, interrupt) {
     step.details.dataset.state = "waiting"; // neither running nor failed: it has not run yet
     step.status.replaceChildren("waiting for approval");
   }
+  turn.waiting = true;
   turn.card(`approval-${interrupt.id}`, approvalCard(turn, interrupt));
 }
 

@@ -55,7 +55,7 @@ export function renderMessages(container, messages) {
 export function finishTurn(turn, runId, question) {
   turn.finish();
   const threadId = state.thread?.thread_id;
-  if (!runId || !threadId) return;
+  if (!runId || !threadId || turn.waiting) return; // no answer to copy or rate yet: its card is the action
   const node = nodeOfRun(runId);
   const actions = [copyButton(() => turn.text(), "Copy the answer")];
   if (node && question)
