@@ -204,6 +204,7 @@ async function decide(turn, interrupt, decision) {
   const card = turn.cards?.get(`approval-${interrupt.id}`);
   for (const button of card?.querySelectorAll("button") ?? []) button.disabled = true;
   const run = { threadId: thread.thread_id, runId: null, content: null, own: false, live: null, stopping: false };
+  run.decision = true; // a resume: nothing to put back in the box if it fails
   state.running = run;
   renderControls();
   let started;

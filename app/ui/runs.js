@@ -227,6 +227,10 @@ async function finished(record, run, end) {
   if (state.running === run) state.running = null;
   renderControls();
   run.live.remove();
+  if (run.decision && end.data.code !== "cancelled")
+    showBanner("error", `The decision could not be carried out (${end.data.code}): the call still waits for one.`, {
+      dismissible: true,
+    });
   if (!run.own) return refreshThread();
   if (end.data.code === "cancelled") {
     dropRecord(record.threadId);
