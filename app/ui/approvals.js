@@ -77,14 +77,12 @@ function approvalCard(turn, interrupt) {
   const panel = h("div", { class: "approval-panel" });
   const buttons = h("div", { class: "approval-actions", role: "group", "aria-label": "Decision" });
   const button = (text, cls, onclick) => h("button", { class: `btn ${cls}`, type: "button", text, onclick, disabled: busy() });
-  if (can("approve") || !actions.length)
+  const form = (name, spec) => (e) => openForm(turn, interrupt, panel, e.currentTarget, `${id}-${name}`, spec());
+  if (!actions.length) buttons.append(button("Answer", "btn-primary", form("answer", answerForm)));
+  else if (can("approve"))
     buttons.append(button("Approve", "btn-primary", () => decide(turn, interrupt, { decision: "approve" })));
-  if (actions.length && can("edit"))
-    buttons.append(button("Edit", "", (e) => openEditor(turn, interrupt, panel, e.currentTarget, `${id}-edit`)));
-  if (actions.length && can("reject"))
-    buttons.append(
-      button("Reject", "btn-danger-quiet", (e) => openReject(turn, interrupt, panel, e.currentTarget, `${id}-reject`)),
-    );
+  if (actions.length && can("edit")) buttons.append(button("Edit", "", form("edit", () => editForm(actions))));
+  if (actions.length && can("reject")) buttons.append(button("Reject", "btn-danger-quiet", form("reject", rejectForm)));
   card.append(buttons, panel);
   return card;
 }
@@ -103,8 +101,13 @@ function argsView(args) {
   );
 }
 
-/** A form in the card's panel (the buttons hide meanwhile): a field, an error line, Cancel, submit. */
-function panelForm(panel, opener, { field, label, submitText, onSubmit, id }) {
+/**
+ * A form in the card's panel (the decision buttons hide meanwhile): the field of `spec`, an error
+ * line, Cancel and submit. `spec.decision(text)` turns the field's text into `{value}` (the
+ * decision sent) or `{problem}` (said next to the field; nothing is sent).
+ */
+function openForm(turn, interrupt, panel, opener, id, spec) {
+  const { field, label, submitText, decision } = spec;
   const error = h("p", { class: "field-error", id: `${id}-error`, hidden: true });
   field.id = id;
   const buttons = opener.parentElement;
@@ -113,28 +116,24 @@ function panelForm(panel, opener, { field, label, submitText, onSubmit, id }) {
     buttons.hidden = false;
     opener.focus(); // back where the user was
   };
+  const submit = (event) => {
+    event.preventDefault();
+    const made = decision(field.value.trim());
+    if (!("problem" in made)) return decide(turn, interrupt, made.value);
+    error.textContent = made.problem;
+    error.hidden = false;
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", error.id);
+    field.focus();
+  };
+  const onkeydown = (event) => {
+    if (event.key !== "Escape") return;
+    event.stopPropagation();
+    close();
+  };
   const form = h(
     "form",
-    {
-      class: "approval-form",
-      novalidate: true,
-      onsubmit: (event) => {
-        event.preventDefault();
-        const problem = onSubmit();
-        if (!problem) return;
-        error.textContent = problem;
-        error.hidden = false;
-        field.setAttribute("aria-invalid", "true");
-        field.setAttribute("aria-describedby", error.id);
-        field.focus();
-      },
-      onkeydown: (event) => {
-        if (event.key === "Escape") {
-          event.stopPropagation();
-          close();
-        }
-      },
-    },
+    { class: "approval-form", novalidate: true, onsubmit: submit, onkeydown },
     h("label", { for: id, text: label }),
     field,
     error,
@@ -150,50 +149,54 @@ function panelForm(panel, opener, { field, label, submitText, onSubmit, id }) {
   field.focus();
 }
 
-function openEditor(turn, interrupt, panel, opener, id) {
-  const actions = actionsOf(interrupt);
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** Edit: the arguments as JSON (a list of them when several calls wait), checked before sending. */
+function editForm(actions) {
+  const one = actions.length === 1;
   const field = h("textarea", { class: "edit-box mono", rows: "5", spellcheck: "false" });
-  field.value = JSON.stringify(actions.length === 1 ? actions[0].args : actions.map((a) => a.args), null, 2);
-  panelForm(panel, opener, {
-    field,
-    id,
-    label: actions.length === 1 ? `Arguments of ${actions[0].name} (JSON)` : "Arguments of each call (a JSON list)",
-    submitText: "Run with these arguments",
-    onSubmit: () => {
-      let args;
-      try {
-        args = JSON.parse(field.value);
-      } catch (error) {
-        return `This is not valid JSON: ${error.message}`;
-      }
-      const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
-      if (actions.length === 1) {
-        if (!isObject(args)) return 'The arguments must be a JSON object, like {"name": "value"}.';
-        decide(turn, interrupt, { decision: "edit", args });
-      } else {
-        if (!Array.isArray(args) || args.length !== actions.length || !args.every(isObject))
-          return `Give a list of ${actions.length} JSON objects, one per call, in order.`;
-        decide(turn, interrupt, { decisions: args.map((a) => ({ decision: "edit", args: a })) });
-      }
-      return null;
-    },
-  });
+  field.value = JSON.stringify(one ? actions[0].args : actions.map((a) => a.args), null, 2);
+  const decision = (text) => {
+    let args;
+    try {
+      args = JSON.parse(text);
+    } catch (error) {
+      return { problem: `This is not valid JSON: ${error.message}` };
+    }
+    if (one)
+      return isObject(args)
+        ? { value: { decision: "edit", args } }
+        : { problem: 'The arguments must be a JSON object, like {"name": "value"}.' };
+    if (!Array.isArray(args) || args.length !== actions.length || !args.every(isObject))
+      return { problem: `Give a list of ${actions.length} JSON objects, one per call, in order.` };
+    return { value: { decisions: args.map((a) => ({ decision: "edit", args: a })) } };
+  };
+  const label = one ? `Arguments of ${actions[0].name} (JSON)` : "Arguments of each call (a JSON list)";
+  return { field, label, submitText: "Run with these arguments", decision };
 }
 
-function openReject(turn, interrupt, panel, opener, id) {
-  const field = h("input", { type: "text", maxlength: "500", placeholder: "Say why, if you like" });
-  panelForm(panel, opener, {
-    field,
-    id,
-    label: "Reason (optional)",
-    submitText: "Reject the call",
-    onSubmit: () => {
-      const reason = field.value.trim();
-      decide(turn, interrupt, reason ? { decision: "reject", reason } : { decision: "reject" });
-      return null;
-    },
-  });
-}
+/** Reject, with an optional reason (the model is told it and answers without the call). */
+const rejectForm = () => ({
+  field: h("input", { type: "text", maxlength: "500", placeholder: "Say why, if you like" }),
+  label: "Reason (optional)",
+  submitText: "Reject the call",
+  decision: (reason) => ({ value: reason ? { decision: "reject", reason } : { decision: "reject" } }),
+});
+
+/** A graph's own `interrupt()` (not an approval): the answer is any JSON, or else the text as typed. */
+const answerForm = () => ({
+  field: h("textarea", { class: "edit-box mono", rows: "3", spellcheck: "false" }),
+  label: "Your answer (JSON, or plain text)",
+  submitText: "Send the answer",
+  decision: (text) => {
+    if (!text) return { problem: "Write an answer first." };
+    try {
+      return { value: JSON.parse(text) };
+    } catch {
+      return { value: text }; // not JSON: the graph gets the text as a string
+    }
+  },
+});
 
 /** Send the decision as a resume of the open thread; the resumed run streams in below. */
 async function decide(turn, interrupt, decision) {
@@ -228,7 +231,7 @@ async function decide(turn, interrupt, decision) {
   run.runId = started.run_id;
   run.live = new LiveTurn(null);
   for (const action of actionsOf(interrupt))
-    run.live.turn.toolCall({ tool_call_id: action.id, name: action.name, args: decision.args ?? action.args });
+    run.live.turn.toolCall({ tool_call_id: action.id, name: action.name, args: decision?.args ?? action.args });
   renderThreadList();
   scrollToBottom(true);
   const record = { threadId: run.threadId, runId: run.runId, content: null, lastEventId: null, events: [] };

@@ -58,6 +58,7 @@ export class LiveTurn {
       turn.setThinking(false);
       turn.toolCall(data);
     } else if (name === "tool_result") {
+      if (!turn.steps.has(data.tool_call_id)) adoptStep(turn, data);
       turn.toolResult(data);
       turn.setThinking(true); // the model reads the result next
     } else if (name === "message") turn.message(data);
@@ -68,4 +69,21 @@ export class LiveTurn {
     this.question?.remove();
     this.turn.root.remove();
   }
+}
+
+/**
+ * A resumed turn (an approved call) runs a call that an earlier, stored turn made: its step moves
+ * into this turn, with its arguments, rather than showing twice.
+ */
+function adoptStep(turn, { tool_call_id: id, name }) {
+  const stored = ui.messages.querySelector(`details.step[data-tool-call="${CSS.escape(id ?? "")}"]`);
+  if (!stored || turn.root.contains(stored)) return;
+  let args = {};
+  try {
+    args = JSON.parse(stored.querySelector(".step-body pre")?.textContent ?? "{}");
+  } catch {
+    // Its arguments were not JSON: the step shows none.
+  }
+  stored.remove();
+  turn.toolCall({ tool_call_id: id, name, args });
 }

@@ -1,6 +1,7 @@
 """The chat page with tool approvals (TOOL_APPROVAL=get_user_info): the paused turn's card with
 Approve, Edit and Reject, live and after a reload or on another device, the sidebar's "Waiting
-for approval" marker, and a message typed while the thread waits kept in the box and explained."""
+for approval" marker, and a message typed while the thread waits kept in the box and explained.
+A hosted graph's own interrupt() is answered from its card too."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from langgraph_sdk import get_client
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.conftest import latest_malware, make_settings, real_server, unique
+from app.api.protocol import PREFIX
+
+# The hosted graph's server: a fixture, shared with the API tests of a graph's own interrupt().
+from tests.api.test_hosted_interrupts import served  # noqa: F401
+from tests.conftest import latest_malware, make_settings, real_server, unique, user_input
 from tests.e2e.conftest import TOKEN_DELAY_MS, ConsoleWatch
 from tests.e2e.test_chat_page import QUESTION, get_json, send, shot, thread_item, wait_idle
 from tests.e2e.test_chat_runs import new_page
@@ -245,3 +251,30 @@ async def test_a_message_refused_because_the_thread_paused_elsewhere_is_kept(
     await expect(card(page)).to_be_visible()
     await expect(page.get_by_label("Message", exact=True)).to_have_value(follow_up)
     await expect(page.locator("#banner")).to_contain_text("waits for your decision")
+
+
+async def test_a_graphs_own_interrupt_is_answered_from_the_card(
+    context: BrowserContext,
+    served: str,  # noqa: F811 (the imported fixture)
+    console: ConsoleWatch,
+) -> None:
+    sdk = get_client(url=served + PREFIX)
+    try:
+        thread_id = (await sdk.threads.create())["thread_id"]
+        await sdk.runs.wait(thread_id, "reviewed", input=user_input("the printer is fixed"))
+    finally:
+        await sdk.aclose()
+    page = await new_page(context, console)
+    await page.goto(f"{served}/#thread={thread_id}")
+    waiting = page.get_by_role("region", name="The agent waits for your input")
+    await expect(waiting).to_contain_text("Send this reply?")
+    await waiting.get_by_role("button", name="Answer").click()
+    field = page.get_by_label("Your answer (JSON, or plain text)")
+    await page.get_by_role("button", name="Send the answer").click()
+    await expect(field).to_have_attribute("aria-invalid", "true")
+    await field.fill("wait until Monday")  # not JSON: sent as the text
+    await page.get_by_role("button", name="Send the answer").click()
+    await expect(waiting).to_be_hidden()
+    await wait_idle(page)
+    await expect(page.locator(".answer").last).to_have_text("Not sent: wait until Monday")
+    assert (await get_json(served, f"/threads/{thread_id}"))["status"] == "idle"
