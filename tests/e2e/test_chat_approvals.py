@@ -278,3 +278,34 @@ async def test_a_graphs_own_interrupt_is_answered_from_the_card(
     await wait_idle(page)
     await expect(page.locator(".answer").last).to_have_text("Not sent: wait until Monday")
     assert (await get_json(served, f"/threads/{thread_id}"))["status"] == "idle"
+
+
+@pytest.fixture
+async def slow_approving_server(database_url: str) -> AsyncIterator[str]:
+    settings = make_settings(database_url, tools=APPROVAL, model={"offline_token_delay_ms": 150})
+    async with real_server(settings) as base_url:
+        yield base_url
+
+
+async def test_a_reload_while_the_approved_call_runs_follows_it(
+    context: BrowserContext, slow_approving_server: str, console: ConsoleWatch, database_url: str
+) -> None:
+    page, thread_id = await open_paused(context, console, slow_approving_server, f"Reload {unique()}")
+    await card(page).get_by_role("button", name="Approve").click()
+    await expect(page.locator(".answer.streaming")).to_be_visible(timeout=30_000)
+    await page.reload()
+    # The resumed run is followed again, its answer streaming: the approved call shows once (not
+    # once stored and once live), done, with its arguments.
+    while_streaming = await page.wait_for_function(
+        """() => document.querySelector('.answer.streaming') &&
+              [...document.querySelectorAll('details.step')]
+                .filter(step => step.querySelector('.step-name').textContent === 'get_user_info')
+                .map(step => [step.dataset.state, step.querySelector('.step-args').textContent])"""
+    )
+    assert await while_streaming.json_value() == [["done", f'source_ip: "{latest_malware(database_url)[0]}"']]
+    user_info = page.locator("details.step").filter(has_text="get_user_info")
+    await expect(card(page)).to_have_count(0)
+    await wait_idle(page)
+    stored = await messages(slow_approving_server, thread_id)
+    await expect(page.locator(".answer").last).to_have_text(stored[-1]["content"])
+    await expect(user_info).to_have_count(1)
