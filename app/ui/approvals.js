@@ -73,21 +73,24 @@ function approvalCard(turn, interrupt) {
       argsView(action.args),
     );
   }
-  if (!actions.length) card.append(h("pre", { class: "approval-value", text: JSON.stringify(interrupt.value, null, 2) }));
+  if (!actions.length)
+    card.append(h("pre", { class: "approval-value", text: JSON.stringify(interrupt.value, null, 2) }));
   const panel = h("div", { class: "approval-panel" });
   const buttons = h("div", { class: "approval-actions", role: "group", "aria-label": "Decision" });
-  const button = (text, cls, onclick) => h("button", { class: `btn ${cls}`, type: "button", text, onclick, disabled: busy() });
+  const button = (text, cls, onclick) =>
+    h("button", { class: `btn ${cls}`, type: "button", text, onclick, disabled: busy() });
   const form = (name, spec) => (e) => openForm(turn, interrupt, panel, e.currentTarget, `${id}-${name}`, spec());
   if (!actions.length) buttons.append(button("Answer", "btn-primary", form("answer", answerForm)));
   else if (can("approve"))
     buttons.append(button("Approve", "btn-primary", () => decide(turn, interrupt, { decision: "approve" })));
   if (actions.length && can("edit")) buttons.append(button("Edit", "", form("edit", () => editForm(actions))));
-  if (actions.length && can("reject")) buttons.append(button("Reject", "btn-danger-quiet", form("reject", rejectForm)));
+  if (actions.length && can("reject"))
+    buttons.append(button("Reject", "btn-danger-quiet", form("reject", rejectForm)));
   card.append(buttons, panel);
   return card;
 }
 
-/** The arguments as `name: value` rows (values as JSON, so strings and numbers read apart). */
+/** The arguments as `name: value` rows: strings as they are, anything else as JSON. */
 function argsView(args) {
   const entries = Object.entries(args ?? {});
   if (!entries.length) return h("p", { class: "approval-desc", text: "No arguments." });
@@ -248,7 +251,7 @@ export function explainWaiting(content) {
   const card = ui.messages.querySelector(".approval");
   showBanner(
     "warn",
-    "This thread waits for your decision on a tool call: approve, edit or reject it first. Your message is kept in the box.",
+    "This thread waits for your decision on the card above. Your message is kept in the box.",
     { key: "waiting", dismissible: true },
   );
   if (!card) return refreshThread();
