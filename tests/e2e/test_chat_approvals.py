@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
-from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, expect
 
 from app.api.protocol import PREFIX
 
@@ -309,3 +309,35 @@ async def test_a_reload_while_the_approved_call_runs_follows_it(
     stored = await messages(slow_approving_server, thread_id)
     await expect(page.locator(".answer").last).to_have_text(stored[-1]["content"])
     await expect(user_info).to_have_count(1)
+
+
+async def test_a_call_decided_elsewhere_meanwhile_is_not_decided_twice(
+    context: BrowserContext, approving_server: str, console: ConsoleWatch
+) -> None:
+    """Approve on a page that has not yet seen the decision made elsewhere: the service's 409
+    not_interrupted is no error to the user; the page says so and shows the thread as it is."""
+    console.allow(r"409 \(Conflict\)")
+    page, thread_id = await open_paused(context, console, approving_server, f"Twice {unique()}")
+    # The page's own look at the thread still finds it waiting (as it was a moment ago) ...
+    stale = await get_json(approving_server, f"/threads/{thread_id}")
+    held = {"on": True}
+
+    async def as_it_was(route: Route) -> None:
+        if held["on"] and route.request.method == "GET":
+            await route.fulfill(json=stale)
+        else:
+            await route.continue_()
+
+    await page.route(f"**/threads/{thread_id}", as_it_was)
+    # ... while another device approves it.
+    async with httpx.AsyncClient(base_url=approving_server, timeout=30) as http:
+        done = await http.post(f"/threads/{thread_id}/messages", json={"resume": {"decision": "approve"}})
+        assert done.status_code == 200, done.text
+    await card(page).get_by_role("button", name="Approve").click()
+    await expect(page.locator("#toast")).to_contain_text("already decided")
+    # Once the page can see the thread as it is, it shows the decision made elsewhere.
+    held["on"] = False
+    await expect(card(page)).to_be_hidden()
+    await expect(page.locator(".answer").last).to_contain_text("committed by")
+    runs = await get_json(approving_server, f"/threads/{thread_id}/runs")
+    assert len(runs) == 2  # the question and the one resume: the page's Approve ran nothing
