@@ -2,6 +2,7 @@
 // when another tab or client moved the thread on (the page then follows or reloads it).
 
 import { ApiError, NetworkError, api } from "./api.js";
+import { pendingInterrupts, syncApprovals } from "./approvals.js";
 import { loadDraft } from "./composer.js";
 import { h, shortTime, titleOf } from "./dom.js";
 import { closeHistory, loadHistory, renderTimeline } from "./history.js";
@@ -41,14 +42,16 @@ export function renderControls() {
   ui.deleteBtn.disabled = noThread || busy();
   ui.historyBtn.disabled = noThread;
   for (const button of ui.timeline.querySelectorAll("button")) button.disabled = busy();
-  for (const button of document.querySelectorAll(".suggestion, .msg-actions button, .turn-error button"))
+  for (const button of document.querySelectorAll(".suggestion, .msg-actions button, .turn-error button, .approval button"))
     button.disabled = busy();
   ui.backToLatest.disabled = busy();
   ui.input.placeholder = own
     ? "The answer is on its way: Escape or Stop cancels it…"
     : busy()
       ? "Another turn is running on this thread…"
-      : state.viewing
+      : pendingInterrupts().length
+        ? "This thread waits for your decision on the card above…"
+        : state.viewing
         ? state.viewing.children > 0
           ? `Continue from turn ${state.viewing.turn}: this starts a new branch…`
           : `Continue branch ${state.viewing.branch} from its latest turn…`
@@ -285,6 +288,7 @@ export function watchThread(firstMs = null) {
         const statusChanged = state.threads.get(id)?.status !== thread.status;
         upsertThread(thread);
         if (statusChanged) renderThreadList();
+        syncApprovals(before, thread); // decided elsewhere: its card goes (paused: it comes)
         if (thread.status === "busy") await followActiveRun();
         else if (state.remoteBusy || thread.head_checkpoint_id !== before.head_checkpoint_id) {
           state.remoteBusy = false;

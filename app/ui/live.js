@@ -1,6 +1,7 @@
 // What a tab keeps of the runs it sent (sessionStorage, so a reload can rejoin them from the last
 // event seen), and a run on screen while it streams.
 
+import { showInterrupts } from "./approvals.js";
 import { ui } from "./page.js";
 import { TurnView, userMessage } from "./transcript.js";
 
@@ -57,13 +58,32 @@ export class LiveTurn {
       turn.setThinking(false);
       turn.toolCall(data);
     } else if (name === "tool_result") {
+      if (!turn.steps.has(data.tool_call_id)) adoptStep(turn, data);
       turn.toolResult(data);
       turn.setThinking(true); // the model reads the result next
     } else if (name === "message") turn.message(data);
+    else if (name === "interrupt") showInterrupts(turn, data.interrupts); // paused for a decision
   }
 
   remove() {
     this.question?.remove();
     this.turn.root.remove();
   }
+}
+
+/**
+ * A resumed turn (an approved call) runs a call that an earlier, stored turn made: its step moves
+ * into this turn, with its arguments, rather than showing twice.
+ */
+function adoptStep(turn, { tool_call_id: id, name }) {
+  const stored = ui.messages.querySelector(`details.step[data-tool-call="${CSS.escape(id ?? "")}"]`);
+  if (!stored || turn.root.contains(stored)) return;
+  let args = {};
+  try {
+    args = JSON.parse(stored.querySelector(".step-body pre")?.textContent ?? "{}");
+  } catch {
+    // Its arguments were not JSON: the step shows none.
+  }
+  stored.remove();
+  turn.toolCall({ tool_call_id: id, name, args });
 }

@@ -3,6 +3,7 @@
 // a `< 1/2 >` switcher on a question that has other versions (the branches made that way).
 
 import { api } from "./api.js";
+import { attachApprovals } from "./approvals.js";
 import { backToLatest, viewCheckpoint } from "./history.js";
 import { h, icon } from "./dom.js";
 import { busy, report, state, toast } from "./page.js";
@@ -25,7 +26,8 @@ export function renderMessages(container, messages) {
   let turn = null;
   let runId = null;
   let question = null;
-  const close = () => {
+  const close = (last = false) => {
+    if (turn) attachApprovals(turn, last); // a call waiting for a decision: its card
     if (turn) finishTurn(turn, runId, question);
     turn = null;
     runId = null;
@@ -46,14 +48,14 @@ export function renderMessages(container, messages) {
       else turn.message(message);
     }
   });
-  close();
+  close(true);
 }
 
 /** Ends a stored turn's block and, for a turn the service completed, offers its actions. */
 export function finishTurn(turn, runId, question) {
   turn.finish();
   const threadId = state.thread?.thread_id;
-  if (!runId || !threadId) return;
+  if (!runId || !threadId || turn.waiting) return; // no answer to copy or rate yet: its card is the action
   const node = nodeOfRun(runId);
   const actions = [copyButton(() => turn.text(), "Copy the answer")];
   if (node && question)

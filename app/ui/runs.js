@@ -18,6 +18,7 @@ import { h, titleFrom } from "./dom.js";
 import { announce, busy, hideBanner, report, setOffline, showBanner, state, toast, ui } from "./page.js";
 import { LiveTurn, dropRecord, loadRecord, remember, saveRecord } from "./live.js";
 import { renderThreadList, upsertThread } from "./sidebar.js";
+import { explainWaiting, waitsForDecision } from "./approvals.js";
 
 // ---------------------------------------------------------------------------------------------
 // Sending
@@ -35,11 +36,13 @@ export function sendPending() {
 /**
  * Send `text` as a turn of the open thread (a new one is created first). `fork` starts it from
  * that checkpoint ("~start": before the first turn); `keep` is what stays on screen above it
- * (an edited or regenerated turn replaces what came after it).
+ * (an edited or regenerated turn replaces what came after it). `abandon` sends it to a thread
+ * that waits for a decision (the pending call is then never run); without it, that is explained.
  */
-export async function send(text, { fork, keep = null, strategy } = {}) {
+export async function send(text, { fork, keep = null, strategy, abandon = false } = {}) {
   const content = text.trim();
   if (!content || busy()) return;
+  if (!abandon && fork === undefined && !keep && waitsForDecision()) return explainWaiting(content);
   if (state.offline) {
     pending = { threadId: state.thread?.thread_id ?? null, content };
     setOffline(true);
@@ -85,7 +88,8 @@ export async function send(text, { fork, keep = null, strategy } = {}) {
   renderThreadList();
   let started;
   try {
-    started = await api.startRun(threadId, fork ? { content, checkpoint_id: fork } : { content }, strategy);
+    const body = fork ? { content, checkpoint_id: fork } : { content, abandon_interrupt: abandon || undefined };
+    started = await api.startRun(threadId, body, strategy);
   } catch (error) {
     run.live.remove();
     if (state.running === run) state.running = null;
@@ -126,6 +130,9 @@ async function refused(error, threadId, content, created) {
       { key: "busy" },
     );
     await followActiveRun();
+  } else if (error instanceof ApiError && error.code === "thread_interrupted") {
+    await refreshThread(); // it paused for a decision meanwhile (another tab or device)
+    explainWaiting(content);
   } else if (error instanceof NetworkError) {
     pending = { threadId: created ? null : threadId, content };
     setOffline(true);
@@ -135,7 +142,7 @@ async function refused(error, threadId, content, created) {
 // ---------------------------------------------------------------------------------------------
 // Following a run's stream
 
-async function follow(record, run, view) {
+export async function follow(record, run, view) {
   run.controller = new AbortController();
   let end = null;
   let timer = null;
@@ -155,6 +162,7 @@ async function follow(record, run, view) {
     run.live.apply(name, data);
     run.live.turn.cards?.get("rejoined")?.remove(); // it moved: it runs
     if (name === "done" || name === "error") end = { name, data };
+    else if (name === "interrupt") record.paused = true;
     scrollToBottom();
   };
   while (!end) {
@@ -213,12 +221,16 @@ async function finished(record, run, end) {
     if (state.running === run) state.running = null;
     renderControls();
     renderThreadList();
-    if (record.first) retitle(record.threadId);
+    if (record.first && !record.paused) retitle(record.threadId); // paused: titled once it answers
     return;
   }
   if (state.running === run) state.running = null;
   renderControls();
   run.live.remove();
+  if (run.decision && end.data.code !== "cancelled")
+    showBanner("error", `The decision could not be carried out (${end.data.code}): the call still waits for one.`, {
+      dismissible: true,
+    });
   if (!run.own) return refreshThread();
   if (end.data.code === "cancelled") {
     dropRecord(record.threadId);

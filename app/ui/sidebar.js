@@ -109,6 +109,7 @@ function threadItem(thread) {
   const current = thread.thread_id === state.thread?.thread_id;
   const title = titleOf(thread);
   const running = thread.status === "busy" || state.running?.threadId === thread.thread_id;
+  const waiting = thread.status === "interrupted" && !running;
   return h(
     "li",
     { class: `thread-item${current ? " current" : ""}`, "data-id": thread.thread_id },
@@ -140,6 +141,9 @@ function threadItem(thread) {
         // Questions and their answers, not tool steps: one turn is a question and its answer.
         h("span", { text: plural(thread.turn_count ?? 0, "turn") }),
       ),
+      // A turn paused for a person's decision (an approval): said in words, not only a colour.
+      waiting ? h("span", { class: "visually-hidden", text: ", " }) : null,
+      waiting ? h("span", { class: "waiting-mark", text: "Waiting for approval" }) : null,
     ),
     h(
       "div",

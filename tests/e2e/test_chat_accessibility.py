@@ -53,6 +53,13 @@ async def clean(page: Page, axe_source: str, state: str, found: dict[str, list[s
         found[state] = violations
 
 
+@pytest.fixture(scope="module")
+async def approving_server(database_url: str) -> AsyncIterator[str]:
+    settings = make_settings(database_url, tools={"approval": ["get_user_info"]})
+    async with real_server(settings) as base_url:
+        yield base_url
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_no_axe_violations_in_any_state(
     browser: Browser,
@@ -161,3 +168,60 @@ async def test_focus_stays_in_the_drawer_and_the_busy_dot_is_named(
     await page.keyboard.press("Escape")
     await expect(page.get_by_role("button", name="Show threads")).to_be_focused()
     await wait_idle(page)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_no_axe_violations_with_an_approval_waiting(
+    browser: Browser,
+    approving_server: str,
+    axe_source: str,
+    console: ConsoleWatch,
+    artifacts: Path,
+    scheme: Literal["light", "dark"],
+) -> None:
+    """The approval card (named region, its decision buttons, the edit and reject forms, an
+    invalid edit, a message held back) and the sidebar's "Waiting for approval" marker."""
+    found: dict[str, list[str]] = {}
+    title = f"Approval {unique()}"
+    thread_id = await make_thread(approving_server, title, QUESTION)  # it pauses before get_user_info
+    page = await open_page(browser, console, scheme=scheme)
+    await page.goto(f"{approving_server}/#thread={thread_id}")
+    approval = page.get_by_role("region", name="Approval needed: get_user_info")
+    await expect(approval).to_be_visible()
+    marker = page.locator(".thread-item").filter(has_text=title).locator(".waiting-mark")
+    await expect(marker).to_have_text("Waiting for approval")
+    await clean(page, axe_source, "approval card and sidebar marker", found)
+    await shot(page, artifacts / f"a11y-approval-{scheme}.png")
+
+    # Keyboard only: Tab reaches the decision buttons, Enter opens the edit form.
+    await approval.get_by_role("button", name="Approve").focus()
+    await page.keyboard.press("Tab")
+    await expect(approval.get_by_role("button", name="Edit")).to_be_focused()
+    await page.keyboard.press("Enter")
+    field = page.get_by_label("Arguments of get_user_info (JSON)")
+    await expect(field).to_be_focused()
+    await field.fill("{")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")  # Run with these arguments: refused, the error said
+    await expect(field).to_have_attribute("aria-invalid", "true")
+    await clean(page, axe_source, "editing the arguments, invalid", found)
+    await approval.get_by_role("button", name="Cancel").click()
+    await approval.get_by_role("button", name="Reject").click()
+    await clean(page, axe_source, "rejecting with a reason", found)
+    await approval.get_by_role("button", name="Cancel").click()
+
+    await send(page, FOLLOW_UP)
+    await expect(approval).to_contain_text("Your message was not sent")
+    await clean(page, axe_source, "a message held back", found)
+
+    narrow = await open_page(browser, console, scheme=scheme, width=375, height=740)
+    await narrow.goto(f"{approving_server}/#thread={thread_id}")
+    await expect(narrow.get_by_role("region", name="Approval needed: get_user_info")).to_be_visible()
+    await clean(narrow, axe_source, "narrow approval card", found)
+    await narrow.get_by_role("button", name="Show threads").click()
+    await expect(
+        narrow.locator(".thread-item").filter(has_text=title).locator(".waiting-mark")
+    ).to_be_visible()
+    await clean(narrow, axe_source, "narrow drawer with the marker", found)
+    assert found == {}, json.dumps(found, indent=1)
