@@ -241,13 +241,15 @@ async function loadConversation(id) {
     api.feedback(id),
   ]);
   if (view !== state.view || load !== conversationLoads) return;
+  // The open thread shown again (a turn ended): a reader scrolled up stays where they read.
+  const reading = state.thread?.thread_id === id && ui.messages.childElementCount > 0 && !nearBottom();
   upsertThread(thread);
   state.thread = thread;
   state.feedback = new Map(rated.feedback.map((f) => [f.run_id, f.rating]));
   state.messages = page.messages;
   state.earlierCursor = page.next_cursor;
   renderHeader();
-  renderTranscript();
+  renderTranscript({ keepScroll: reading });
   renderThreadList();
 }
 
