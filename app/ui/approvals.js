@@ -13,6 +13,7 @@ import { LiveTurn } from "./live.js";
 import { renderThreadList, upsertThread } from "./sidebar.js";
 
 let cardCount = 0; // ids for the labels inside cards
+let held = null; // {threadId, content}: a message held back while its thread waits
 
 /** The interrupts waiting on the open thread (none while a snapshot of the past is on screen). */
 export function pendingInterrupts() {
@@ -87,6 +88,8 @@ function approvalCard(turn, interrupt) {
   if (actions.length && can("reject"))
     buttons.append(button("Reject", "btn-danger-quiet", form("reject", rejectForm)));
   card.append(buttons, panel);
+  // A message held back stays explained when the conversation is drawn again (a refresh).
+  if (held && held.threadId === state.thread?.thread_id) card.append(heldNote(held.content));
   return card;
 }
 
@@ -205,6 +208,7 @@ const answerForm = () => ({
 async function decide(turn, interrupt, decision) {
   const thread = state.thread;
   if (!thread || busy()) return;
+  held = null;
   hideBanner("waiting");
   const view = state.view;
   const card = turn.cards?.get(`approval-${interrupt.id}`);
@@ -248,6 +252,7 @@ async function decide(turn, interrupt, decision) {
  * card says why and offers to send it anyway (the pending call is then never run).
  */
 export function explainWaiting(content) {
+  held = { threadId: state.thread?.thread_id ?? null, content };
   const card = ui.messages.querySelector(".approval");
   showBanner(
     "warn",
@@ -256,24 +261,27 @@ export function explainWaiting(content) {
   );
   if (!card) return refreshThread();
   card.querySelector(".approval-note")?.remove();
-  card.append(
-    h(
-      "div",
-      { class: "approval-note" },
-      h("p", { text: "Your message was not sent: the agent first needs your decision here." }),
-      h("button", {
-        class: "btn btn-small",
-        type: "button",
-        text: "Send my message anyway",
-        onclick: () => {
-          hideBanner("waiting");
-          send(ui.input.value.trim() || content, { abandon: true });
-        },
-      }),
-    ),
-  );
+  card.append(heldNote(content));
   card.scrollIntoView({ block: "nearest" });
   card.querySelector(".approval-actions button")?.focus();
+}
+
+function heldNote(content) {
+  return h(
+    "div",
+    { class: "approval-note" },
+    h("p", { text: "Your message was not sent: the agent first needs your decision here." }),
+    h("button", {
+      class: "btn btn-small",
+      type: "button",
+      text: "Send my message anyway",
+      onclick: () => {
+        held = null;
+        hideBanner("waiting");
+        send(ui.input.value.trim() || content, { abandon: true });
+      },
+    }),
+  );
 }
 
 /** Whether a plain message now would be refused (the open thread waits for a decision). */

@@ -174,7 +174,8 @@ async def test_demo_dialogue_streams_then_survives_a_reload(page: Page, server: 
     await expect(page.locator(".answer")).to_have_count(2)
     await page.goto(server)
     await expect(page.get_by_role("heading", name="Ask the security assistant")).to_be_visible()
-    await open_from_sidebar(page, QUESTION)
+    # By its id: other tests' threads may carry the same title (their first question).
+    await page.locator(f'.thread-open[title*="{thread_id}"]').click()
     await expect(page.locator(".msg-user .bubble")).to_have_count(2)
     await expect(page.locator(".msg-user .bubble").first).to_have_text(QUESTION)
     await expect(page.locator("details.step")).to_have_count(2)
