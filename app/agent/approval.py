@@ -98,6 +98,14 @@ def _args(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _respond(value: Any, field: str) -> Decision:
+    """A respond decision: `value` (under `field`) is the answer given in the tool's place."""
+    text = _text(value, field)
+    if not text:
+        raise ValueError(f"A respond decision needs {field}: the answer given in the tool's place.")
+    return Decision("respond", message=text)
+
+
 def _one(item: Any, name: str | None) -> Decision:
     """One decision, in any of the shapes of the module doc; `name`: the call it answers."""
     if not isinstance(item, Mapping):
@@ -109,10 +117,7 @@ def _one(item: Any, name: str | None) -> Decision:
         if kind == "edit":
             return Decision("edit", args=_args(item.get("args"), "`args` of an edit"))
         if kind == "respond":
-            text = _text(item.get("text"), "`text`")
-            if not text:
-                raise ValueError("A respond decision needs `text`: the answer given in the tool's place.")
-            return Decision("respond", message=text)
+            return _respond(item.get("text"), "`text`")
         return Decision(kind, message=_text(item.get("reason"), "`reason`") if kind == "reject" else None)
     kind = item.get("type")
     if (kind in _INBOX_TYPES and kind not in DECISION_TYPES) or (
@@ -125,10 +130,7 @@ def _one(item: Any, name: str | None) -> Decision:
             action = _args(payload, "`args` of an edit")
             return Decision("edit", args=_args(action.get("args"), "`args.args` of an edit"))
         if mapped == "respond":
-            text = _text(payload, "`args` of a response")
-            if not text:
-                raise ValueError("A response needs its text in `args`.")
-            return Decision("respond", message=text)
+            return _respond(payload, "`args`")
         return Decision(mapped)
     if kind not in DECISION_TYPES:  # LangChain's middleware
         raise ValueError(
@@ -142,10 +144,7 @@ def _one(item: Any, name: str | None) -> Decision:
             raise ValueError(f"An edit cannot change which tool runs ({name}, not {edited_name}).")
         return Decision("edit", args=_args(action.get("args"), "`edited_action.args`"))
     if kind == "respond":
-        text = _text(item.get("message"), "`message`")
-        if not text:
-            raise ValueError("A respond decision needs `message`: the answer given in the tool's place.")
-        return Decision("respond", message=text)
+        return _respond(item.get("message"), "`message`")
     return Decision(kind, message=_text(item.get("message"), "`message`") if kind == "reject" else None)
 
 
