@@ -50,6 +50,7 @@ from app.memory.blob_deltas import (
     weigh_known,
 )
 from app.memory.langgraph_internals import TASKS, DeltaSnapshot
+from app.memory.message_decoding import ListDecoder
 from app.settings import DEFAULT_CACHE_BYTES, DEFAULT_SNAPSHOT_EVERY
 
 BlobRow = tuple[str, str, str, str, str, bytes | None]  # thread, ns, channel, version, type, blob
@@ -80,6 +81,7 @@ class DeltaPostgresSaver(AsyncPostgresSaver):
             raise ValueError("snapshot_every must be 1 (every version whole) or more")
         super().__init__(conn)
         self._snapshot_every = snapshot_every
+        self._decode = ListDecoder(self.serde)  # blobs: conversations are most of a cold read
         # List values by version, as stored: the bases of deltas, and what reads rebuild from.
         self._lists: Lru[BlobKey, KnownList] = Lru(cache_size * 8, max_bytes=cache_bytes, weigh=weigh_known)
         # The channel versions of recent checkpoints: a new checkpoint's delta extends its parent's.
@@ -187,16 +189,14 @@ class DeltaPostgresSaver(AsyncPostgresSaver):
             channel, blob_type = raw_channel.decode(), raw_type.decode()
             key = (thread_id, checkpoint_ns, channel, str(versions[channel]))
             if parse_delta_type(blob_type) is not None:
-                known = chains.rebuild(
-                    key, known=self._lists.get, keep=self._lists.put, decode=self.serde.loads_typed
-                )
+                known = chains.rebuild(key, known=self._lists.get, keep=self._lists.put, decode=self._decode)
                 values[channel] = list(known.items)
             elif (kept := self._lists.get(key)) is not None:
                 values[channel] = list(kept.items)  # this version was decoded or written here
             elif blob_type != "empty":
-                values[channel] = self.serde.loads_typed((blob_type, blob))
+                values[channel] = self._decode((blob_type, blob))
                 if is_list_value(values[channel]) and channel != TASKS:
-                    self._lists.put(key, KnownList.whole(values[channel]))
+                    self._lists.put(key, KnownList.whole(values[channel], blob))
         self._versions.put((thread_id, checkpoint_ns, row["checkpoint_id"]), dict(versions))
         at: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
         parent_id = row["parent_checkpoint_id"]
@@ -307,9 +307,9 @@ class DeltaPostgresSaver(AsyncPostgresSaver):
             tail = appended(base.items, value)
             if tail is not None:
                 serialized_type, blob = self.serde.dumps_typed(tail)
-                return delta_type(str(base_version), serialized_type), blob, base.extended(tail, stage)
+                return delta_type(str(base_version), serialized_type), blob, base.extended(tail, blob, stage)
         blob_type, blob = self.serde.dumps_typed(value)
-        return blob_type, blob, KnownList.whole(value, stage)
+        return blob_type, blob, KnownList.whole(value, blob, stage)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """As the stock saver prunes, but a kept checkpoint's deltas are first written whole:
@@ -338,4 +338,4 @@ class DeltaPostgresSaver(AsyncPostgresSaver):
                             (blob_type, blob, thread_id, head[0], d["channel"], d["version"]),
                         )
                         key = (thread_id, head[0], d["channel"], d["version"])
-                        self._lists.put(key, KnownList.whole(values[d["channel"]]))
+                        self._lists.put(key, KnownList.whole(values[d["channel"]], blob))

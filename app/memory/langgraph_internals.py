@@ -8,14 +8,29 @@ any of it (pyproject.toml bounds both packages' versions for the same reason).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
+from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_TYPES
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
 from langgraph.checkpoint.serde.types import TASKS
 from langgraph.checkpoint.serde.types import _DeltaSnapshot as DeltaSnapshot
 
 # A `DeltaChannel`'s snapshot value: the stock saver stores it as a blob behind an inline `true`.
 # Pending sends live in this channel (a checkpoint older than format 4 gets them migrated in).
-__all__ = ["SAVER_METHODS", "SAVER_SQL", "TASKS", "DeltaSnapshot", "stock_select_with_blobs"]
+__all__ = [
+    "EXT_PYDANTIC_V2",
+    "SAFE_MSGPACK_TYPES",
+    "SAVER_METHODS",
+    "SAVER_SQL",
+    "TASKS",
+    "DeltaSnapshot",
+    "msgpack_ext_hook",
+    "stock_select_with_blobs",
+]
 
 # Private methods of the stock saver that the subclass calls, with their parameters.
 SAVER_METHODS: dict[str, tuple[str, ...]] = {
@@ -53,3 +68,12 @@ def stock_select_with_blobs(subquery: str) -> str:
             "langgraph-checkpoint-postgres changed SELECT_SQL: update app/memory/langgraph_internals.py"
         )
     return f"{head}({subquery}{_BLOBS_END}{tail}"
+
+
+def msgpack_ext_hook(serde: SerializerProtocol) -> Callable[[int, bytes], Any] | None:
+    """The msgpack extension hook `serde.loads_typed` decodes with (its allowlist built in), when
+    `serde` is the library's own serializer; None for any other (an encrypting one, say)."""
+    if type(serde) is not JsonPlusSerializer:
+        return None
+    hook: Callable[[int, bytes], Any] = serde._unpack_ext_hook
+    return hook

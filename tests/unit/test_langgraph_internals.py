@@ -6,11 +6,23 @@ from __future__ import annotations
 
 import inspect
 
+import ormsgpack
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from app.memory.blob_deltas import SELECT_CHECKPOINTS_SQL
 from app.memory.checkpointer import PooledPostgresSaver
-from app.memory.langgraph_internals import SAVER_METHODS, SAVER_SQL, STOCK_SAVER, TASKS, DeltaSnapshot
+from app.memory.langgraph_internals import (
+    EXT_PYDANTIC_V2,
+    SAFE_MSGPACK_TYPES,
+    SAVER_METHODS,
+    SAVER_SQL,
+    STOCK_SAVER,
+    TASKS,
+    DeltaSnapshot,
+    msgpack_ext_hook,
+)
 
 
 def test_the_saver_methods_we_call_are_still_there_with_their_parameters() -> None:
@@ -50,3 +62,26 @@ def test_the_stock_saver_keeps_one_blob_row_per_channel_version() -> None:
     migrations = "\n".join(BasePostgresSaver.MIGRATIONS)
     assert "PRIMARY KEY (thread_id, checkpoint_ns, channel, version)" in migrations
     assert "DO NOTHING" in BasePostgresSaver.UPSERT_CHECKPOINT_BLOBS_SQL
+
+
+def test_the_serializer_still_decodes_messages_through_the_hook_we_take_over() -> None:
+    """app/memory/message_decoding.py handles pydantic objects (extension code 5) of the classes
+    the library always allows, and leaves the rest to the serializer's own hook."""
+    serde = JsonPlusSerializer()
+    hook = msgpack_ext_hook(serde)
+    assert callable(hook), "JsonPlusSerializer no longer keeps its msgpack hook in _unpack_ext_hook"
+    assert ("langchain_core.messages.ai", "AIMessage") in SAFE_MSGPACK_TYPES
+    typed = serde.dumps_typed([HumanMessage("hi", id="h")])
+    codes: list[int] = []
+
+    def spy(code: int, data: bytes) -> object:
+        codes.append(code)
+        assert hook is not None
+        return hook(code, data)
+
+    assert ormsgpack.unpackb(typed[1], ext_hook=spy, option=ormsgpack.OPT_NON_STR_KEYS) == [
+        HumanMessage("hi", id="h")
+    ]
+    assert codes == [EXT_PYDANTIC_V2]
+    # A serializer that is not exactly the library's (one that encrypts, say): not taken over.
+    assert msgpack_ext_hook(type("Wrapped", (JsonPlusSerializer,), {})()) is None
