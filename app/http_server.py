@@ -50,6 +50,33 @@ class ServingConfig(uvicorn.Config):
         self.limits = limits
 
 
+# How long a connection closed in the middle of a request (a 408, 413 or 431 sent while the client
+# is still sending) goes on reading and dropping what arrives, once its response is out. Closing
+# with bytes unread makes the kernel answer them with a reset, and a reset can destroy the response
+# in the client's buffer before it is read: the client sees "connection reset", not the 408.
+# Half-closing first and draining (nginx's "lingering close") lets the response arrive.
+# (When the client closes, the transport closes itself on the end of its stream.)
+LINGER_SECONDS = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it, but for `close()`, which lingers when a
+    request is still arriving (`LimitedHttpProtocol._close`)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpProtocol) -> None:
+        self._real = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol._close()
+
+    def is_closing(self) -> bool:
+        return self._protocol._lingering is not None or self._real.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 def _response(status: int, code: str, message: str) -> bytes:
     body = json.dumps(error_body(code, message)).encode()
     return b"".join(
@@ -84,11 +111,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_size = 0
         self._refusal: bytes | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_pending = False  # a request's head is in, the rest of its body is not
+        self._lingering: asyncio.TimerHandle | None = None
+        self._real_transport: asyncio.Transport | None = None
 
     # Connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._real_transport = transport
+        super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         if len(self.connections) > self._limits.max_connections and not self._make_room():
             self._refuse(_response(503, "too_many_connections", "The server has too many open connections."))
             return
@@ -96,7 +127,23 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._lingering is not None:
+            self._lingering.cancel()
         super().connection_lost(exc)
+
+    def _close(self) -> None:
+        """Close, or, when the client is still sending a request, stop writing (the response is
+        out), drop what it sends, and close once it closes or after LINGER_SECONDS."""
+        real = self._real_transport
+        if real is None or self._lingering is not None or real.is_closing():
+            return
+        self._cancel_head_timer()
+        unread = self._body_pending or (self._in_head and self._head_bytes > 0)
+        if not unread or not real.can_write_eof():
+            real.close()
+            return
+        real.write_eof()
+        self._lingering = self.loop.call_later(LINGER_SECONDS, real.close)
 
     def _idle(self) -> bool:
         return (
@@ -144,6 +191,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # Parsing
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            return  # the response is out: what the client still sends is dropped
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -192,6 +241,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        self._body_pending = True
         self._cancel_head_timer()
         if self._refusal is None:
             super().on_headers_complete()
@@ -201,6 +251,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._body_pending = False
         if self._refusal is None:
             super().on_message_complete()
 

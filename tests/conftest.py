@@ -8,6 +8,7 @@ dropped at the end.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import socket
@@ -226,6 +227,19 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+@contextmanager
+def one_worker_at_a_time(name: str) -> Iterator[None]:
+    """Held by one test process at a time (the suite runs in pytest-xdist workers): for what
+    must not run twice at once on this machine, such as apt-get or `npm ci` into one folder."""
+    lock_file = Path(tempfile.gettempdir()) / f"lma-tests-{name}.lock"
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def system_tool(command: str, apt_package: str) -> str:
     """The path of a system tool a test needs: installed with apt-get when missing and we are
     root on Debian (as in CI), else the test is skipped saying why."""
@@ -237,13 +251,16 @@ def system_tool(command: str, apt_package: str) -> str:
             f"{command} is missing and cannot be installed here (needs root and apt-get): {apt_package}"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", apt_package],
-    ):
-        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            pytest.skip(f"could not install {apt_package} with apt-get: {done.stderr.strip()[-500:]}")
+    with one_worker_at_a_time("apt"):
+        for step in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", apt_package],
+        ):
+            if shutil.which(command):
+                break  # another worker installed it meanwhile
+            done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                pytest.skip(f"could not install {apt_package} with apt-get: {done.stderr.strip()[-500:]}")
     found = shutil.which(command)
     if not found:
         pytest.skip(f"{apt_package} was installed but {command} is still not on PATH")

@@ -8,6 +8,7 @@ if any appear that it did not expect.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
 
-from tests.conftest import make_settings, real_server
+from tests.conftest import make_settings, one_worker_at_a_time, real_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -75,7 +76,8 @@ def _apt_install_chromium() -> str | None:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    reason = _apt_install_chromium()
+    with one_worker_at_a_time("apt"):
+        reason = _apt_install_chromium()
     if reason is not None:
         pytest.skip(f"no browser for the end-to-end tests: {reason}")
     return str(CHROMIUM)
@@ -111,15 +113,22 @@ def node_tool(command: str) -> str:
 
 @pytest.fixture(scope="session")
 def js_packages() -> Path:
-    """tests/js/node_modules, installed with `npm ci` from the lock file once a session."""
-    installed = subprocess.run(
-        [node_tool("npm"), "ci", "--no-audit", "--no-fund"],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
+    """tests/js/node_modules, installed with `npm ci` from the lock file: by one worker, once for
+    each version of the lock file (a marker in node_modules names the lock file's hash)."""
+    npm = node_tool("npm")
+    lock_hash = hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()[:16]
+    marker = JS_DIR / "node_modules" / f".installed-{lock_hash}"
+    with one_worker_at_a_time("npm"):
+        if not marker.exists():
+            installed = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=JS_DIR,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
+            marker.touch()
     return JS_DIR / "node_modules"
 
 

@@ -150,6 +150,42 @@ def test_a_trickled_body_is_408_although_every_byte_arrives_in_time(service: Ser
     assert json.loads(body)["error"]["code"] == "request_timeout"
 
 
+def _server_holds(service: ServiceProcess, port: int) -> bool:
+    """Whether the server process still has its end of our connection from `port` open."""
+    return any(c.raddr and c.raddr[1] == port for c in psutil.Process(service.pid).net_connections("tcp"))
+
+
+def test_a_request_refused_while_its_client_still_sends_ends_in_an_orderly_close(
+    service: ServiceProcess,
+) -> None:
+    """A 408 (or 413, 431) goes out while the client is still sending its request. Closing then,
+    with the client's bytes still coming, makes the kernel reset the connection, which can
+    destroy the response before the client reads it (seen as a flaky "connection reset" under
+    load). The server half-closes instead and keeps dropping what arrives until the client closes."""
+    start = (
+        b"POST /threads HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 5000\r\n\r\n{"
+    )
+    with _connect(service) as sock:
+        port = sock.getsockname()[1]
+        sock.sendall(start)
+        assert select.select([sock], [], [], 30)[0], "no answer within the body deadline"
+        data = b""
+        while b"request_timeout" not in data or not data.endswith(b"}"):
+            data += sock.recv(65536)
+        assert data.startswith(b"HTTP/1.1 408")
+        # The client goes on sending; the server still holds its end and reads, so no reset comes.
+        for _ in range(20):
+            sock.sendall(b" " * 1000)
+        assert sock.recv(1) == b"", "an orderly end of the response, not a reset"
+        assert _server_holds(service, port), "the server closed with the client still sending"
+    # Once the client closes, the server closes its end too (at once, not after a timeout).
+    deadline = time.monotonic() + 1.5
+    while _server_holds(service, port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _server_holds(service, port)
+
+
 def test_idle_connections_are_closed_and_never_starve_health_checks(service: ServiceProcess) -> None:
     process = psutil.Process(service.pid)
     idle = [_connect(service) for _ in range(300)]
