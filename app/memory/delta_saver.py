@@ -81,11 +81,19 @@ class DeltaPostgresSaver(AsyncPostgresSaver):
             raise ValueError("snapshot_every must be 1 (every version whole) or more")
         super().__init__(conn)
         self._snapshot_every = snapshot_every
-        self._decode = ListDecoder(self.serde)  # blobs: conversations are most of a cold read
+        self._decoder = ListDecoder(self.serde)
         # List values by version, as stored: the bases of deltas, and what reads rebuild from.
         self._lists: Lru[BlobKey, KnownList] = Lru(cache_size * 8, max_bytes=cache_bytes, weigh=weigh_known)
         # The channel versions of recent checkpoints: a new checkpoint's delta extends its parent's.
         self._versions: Lru[CheckpointKey, ChannelVersions] = Lru(cache_size * 4)
+
+    def _decode(self, typed: tuple[str, bytes]) -> Any:
+        """A stored blob's value (conversations are most of a cold read: `ListDecoder`). The
+        decoder follows `self.serde`: compiling a graph may hand it a clone of this saver with
+        the state's types added to the serializer's allowlist (`with_allowlist`)."""
+        if self._decoder.serde is not self.serde:
+            self._decoder = ListDecoder(self.serde)
+        return self._decoder(typed)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """As the stock saver numbers versions, but a new thread's are 21 characters, not 51

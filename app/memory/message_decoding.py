@@ -29,13 +29,13 @@ class ListDecoder:
     """`serde.loads_typed` for blobs the saver wrote, with message classes looked up once."""
 
     def __init__(self, serde: SerializerProtocol) -> None:
-        self._serde = serde
+        self.serde = serde
         self._library_hook = msgpack_ext_hook(serde)  # None: a serializer of another kind
         self._classes: dict[tuple[str, str], type[Any]] = {}
 
     def __call__(self, typed: tuple[str, bytes]) -> Any:
         if self._library_hook is None or typed[0] != "msgpack":
-            return self._serde.loads_typed(typed)
+            return self.serde.loads_typed(typed)
         return ormsgpack.unpackb(typed[1], ext_hook=self._hook, option=_OPTIONS)
 
     def _hook(self, code: int, data: bytes) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langchain_core.messages import (
@@ -22,6 +22,7 @@ from langchain_core.messages import (
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
+from app.memory.delta_saver import DeltaPostgresSaver
 from app.memory.message_decoding import ListDecoder
 
 
@@ -126,3 +127,16 @@ def test_other_encodings_and_serializers_go_to_the_serializer() -> None:
             return ["decoded by the wrapper"]
 
     assert ListDecoder(Wrapped())(JsonPlusSerializer().dumps_typed([1])) == ["decoded by the wrapper"]
+
+
+async def test_the_saver_decodes_with_the_serializer_a_compiled_graph_gives_it() -> None:
+    """Compiling a graph in strict mode clones the saver with the state's types added to its
+    serializer's allowlist; the clone must decode with that serializer, not the original's."""
+    saver = DeltaPostgresSaver(cast(Any, None))
+    saver.serde = JsonPlusSerializer(allowed_msgpack_modules=None)  # strict: only the library's types
+    typed = JsonPlusSerializer().dumps_typed([Verdict(label="ok", score=0.5)])
+    assert saver._decode(typed) == [{"label": "ok", "score": 0.5}]  # blocked: its fields
+    clone = saver.with_allowlist([("tests.unit.test_message_decoding", "Verdict")])
+    assert isinstance(clone, DeltaPostgresSaver) and clone is not saver
+    assert clone._decode(typed) == [Verdict(label="ok", score=0.5)]
+    assert saver._decode(typed) == [{"label": "ok", "score": 0.5}]
