@@ -2,12 +2,14 @@
 // a card under the paused assistant message, with Approve, Edit (the arguments as JSON, checked
 // before sending) and Reject (an optional reason). The card comes live from the stream's
 // `interrupt` event, and from the thread's `status`/`interrupts` after a reload or on another
-// device. A decision is a resume: a background run followed like any turn.
+// device. A decision is a resume: a background run followed like any turn, which Stop cancels
+// (the call then waits again).
 
 import { ApiError, api } from "./api.js";
 import { h } from "./dom.js";
 import { announce, busy, hideBanner, report, showBanner, state, toast, ui } from "./page.js";
 import { follow, send } from "./runs.js";
+import { cancel } from "./stop.js";
 import { refreshThread, renderControls, renderTranscript, scrollToBottom } from "./conversation.js";
 import { LiveTurn } from "./live.js";
 import { renderThreadList, upsertThread } from "./sidebar.js";
@@ -236,6 +238,7 @@ async function decide(turn, interrupt, decision) {
   card?.remove();
   for (const action of actionsOf(interrupt)) turn.steps.get(action.id)?.details.remove();
   run.runId = started.run_id;
+  if (run.stopping) cancel(run); // Stop was pressed while the decision was on its way
   run.live = new LiveTurn(null);
   for (const action of actionsOf(interrupt))
     run.live.turn.toolCall({ tool_call_id: action.id, name: action.name, args: decision?.args ?? action.args });
