@@ -3,7 +3,8 @@
 //   sidebar.js       the thread list (grouped, searched), rename, delete, the drawer
 //   conversation.js  the open thread: header, transcript, opening, watching for moves
 //   messages.js      stored messages and their actions (copy, edit, regenerate, versions)
-//   runs.js          sending, following and rejoining a run's stream, Stop, Retry
+//   runs.js          sending, following and rejoining a run's stream, Retry
+//   stop.js          Stop: cancelling this page's run (a question or a decision), what remains
 //   live.js          what a tab keeps of its runs (sessionStorage), a run on screen
 //   composer.js      the message box and its per-thread drafts
 //   history.js       the checkpoints as a tree; viewing and continuing from one
@@ -17,8 +18,9 @@ import { icon } from "./dom.js";
 import { closeHistory, initHistory } from "./history.js";
 import { initMemoryPanel } from "./memories.js";
 import { onReconnect, report, state, toast, ui } from "./page.js";
-import { sendPending, stop } from "./runs.js";
+import { sendPending } from "./runs.js";
 import { closeSidebar, deleteThread, initSidebar, loadThreads, renameThread, upsertThread } from "./sidebar.js";
+import { stop, stoppable } from "./stop.js";
 
 const THREAD_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -65,7 +67,7 @@ async function openById(event) {
 function onKey(event, memoryPanel) {
   if (event.key === "Escape" && !document.querySelector("dialog[open]")) {
     if (closeSidebar() || closeHistory() || memoryPanel.closeIfOpen()) return;
-    if (state.running?.own) {
+    if (stoppable()) {
       event.preventDefault();
       stop();
     }

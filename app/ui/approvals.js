@@ -1,13 +1,15 @@
 // Approvals (human in the loop): a turn paused before a tool call that needs a person's yes shows
 // a card under the paused assistant message, with Approve, Edit (the arguments as JSON, checked
-// before sending) and Reject (an optional reason). The card comes live from the stream's
-// `interrupt` event, and from the thread's `status`/`interrupts` after a reload or on another
-// device. A decision is a resume: a background run followed like any turn.
+// before sending), Reject (an optional reason) and Respond (an answer the model reads in place of
+// the call's result). The card comes live from the stream's `interrupt` event, and from the
+// thread's `status`/`interrupts` after a reload or on another device. A decision is a resume: a
+// background run followed like any turn, which Stop cancels (the call then waits again).
 
 import { ApiError, api } from "./api.js";
 import { h } from "./dom.js";
 import { announce, busy, hideBanner, report, showBanner, state, toast, ui } from "./page.js";
 import { follow, send } from "./runs.js";
+import { cancel } from "./stop.js";
 import { refreshThread, renderControls, renderTranscript, scrollToBottom } from "./conversation.js";
 import { LiveTurn } from "./live.js";
 import { renderThreadList, upsertThread } from "./sidebar.js";
@@ -87,6 +89,7 @@ function approvalCard(turn, interrupt) {
   if (actions.length && can("edit")) buttons.append(button("Edit", "", form("edit", () => editForm(actions))));
   if (actions.length && can("reject"))
     buttons.append(button("Reject", "btn-danger-quiet", form("reject", rejectForm)));
+  if (actions.length && can("respond")) buttons.append(button("Respond", "", form("respond", respondForm)));
   card.append(buttons, panel);
   // A message held back stays explained when the conversation is drawn again (a refresh).
   if (held && held.threadId === state.thread?.thread_id) card.append(heldNote(held.content));
@@ -189,6 +192,17 @@ const rejectForm = () => ({
   decision: (reason) => ({ value: reason ? { decision: "reject", reason } : { decision: "reject" } }),
 });
 
+/** Respond: the model reads this text as the call's result (the call does not run). */
+const respondForm = () => ({
+  field: h("textarea", { class: "edit-box", rows: "3" }),
+  label: "Your answer, read by the agent in place of the call's result",
+  submitText: "Send this answer",
+  decision: (text) =>
+    text
+      ? { value: { decision: "respond", text } }
+      : { problem: "Write an answer first: the agent reads it instead of running the call." },
+});
+
 /** A graph's own `interrupt()` (not an approval): the answer is any JSON, or else the text as typed. */
 const answerForm = () => ({
   field: h("textarea", { class: "edit-box mono", rows: "3", spellcheck: "false" }),
@@ -236,6 +250,7 @@ async function decide(turn, interrupt, decision) {
   card?.remove();
   for (const action of actionsOf(interrupt)) turn.steps.get(action.id)?.details.remove();
   run.runId = started.run_id;
+  if (run.stopping) cancel(run); // Stop was pressed while the decision was on its way
   run.live = new LiveTurn(null);
   for (const action of actionsOf(interrupt))
     run.live.turn.toolCall({ tool_call_id: action.id, name: action.name, args: decision?.args ?? action.args });

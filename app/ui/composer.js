@@ -2,7 +2,8 @@
 // with its own conversation, across reloads), Enter to send, Send or Stop.
 
 import { state, ui } from "./page.js";
-import { send, stop } from "./runs.js";
+import { send } from "./runs.js";
+import { stop } from "./stop.js";
 
 const draftKey = (threadId) => `lma.draft.${threadId ?? "new"}`;
 

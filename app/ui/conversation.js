@@ -10,6 +10,7 @@ import { renderMessages } from "./messages.js";
 import { busy, hideBanner, report, setOffline, showBanner, state, ui } from "./page.js";
 import { followActiveRun, renderFailedTurn } from "./runs.js";
 import { closeSidebar, renderThreadList, upsertThread } from "./sidebar.js";
+import { stoppable } from "./stop.js";
 
 const MESSAGE_PAGE = 100;
 const WATCH_IDLE_MS = 3000; // how often an open, idle thread asks whether its head moved
@@ -30,7 +31,7 @@ export function renderHeader() {
 }
 
 export function renderControls() {
-  const own = state.running?.own === true;
+  const own = stoppable(); // this page's run (a question or a decision): Stop cancels it
   const noThread = !state.thread;
   // The box stays open while a turn runs: the next question can be written meanwhile.
   ui.send.hidden = own;

@@ -1,6 +1,6 @@
 // Runs: sending a question as a durable run, following its stream live, rejoining it after a
-// reload or a switch away and back (from the last event seen, kept in sessionStorage), Stop,
-// and a turn that did not finish shown as "not saved" with Retry: the question is never lost.
+// reload or a switch away and back (from the last event seen, kept in sessionStorage), and a
+// turn that did not finish shown as "not saved" with Retry: the question is never lost.
 
 import { ApiError, NetworkError, api, streamRun } from "./api.js";
 import { clearDraft, putBack, takeQuestion } from "./composer.js";
@@ -19,6 +19,7 @@ import { announce, busy, hideBanner, report, setOffline, showBanner, state, toas
 import { LiveTurn, dropRecord, loadRecord, remember, saveRecord } from "./live.js";
 import { renderThreadList, upsertThread } from "./sidebar.js";
 import { explainWaiting, waitsForDecision } from "./approvals.js";
+import { cancel, stopped } from "./stop.js";
 
 // ---------------------------------------------------------------------------------------------
 // Sending
@@ -227,20 +228,12 @@ async function finished(record, run, end) {
   if (state.running === run) state.running = null;
   renderControls();
   run.live.remove();
-  if (run.decision && end.data.code !== "cancelled")
+  if (end.data.code === "cancelled") return stopped(record, run);
+  if (run.decision)
     showBanner("error", `The decision could not be carried out (${end.data.code}): the call still waits for one.`, {
       dismissible: true,
     });
   if (!run.own) return refreshThread();
-  if (end.data.code === "cancelled") {
-    dropRecord(record.threadId);
-    putBack(record.threadId, record.content);
-    renderTranscript({ keepScroll: true });
-    toast("Stopped: nothing was saved. Your question is back in the box.");
-    announce("Stopped. Your question is back in the box.");
-    ui.input.focus();
-    return;
-  }
   record.failed = { code: end.data.code, message: end.data.message };
   saveRecord(record);
   putBack(record.threadId, record.content);
@@ -373,25 +366,4 @@ async function rejoin(record, own, view) {
   renderControls();
   renderThreadList();
   await follow(record, run, view);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stop
-
-function cancel(run) {
-  api.cancelRun(run.threadId, run.runId).catch((error) => {
-    if (error instanceof ApiError && error.code === "run_not_active") return; // it had just ended
-    run.stopping = false;
-    renderControls();
-    report(error, "Could not stop the turn");
-  });
-}
-
-/** Cancel this tab's running turn: nothing of it is saved; its question returns to the box. */
-export function stop() {
-  const run = state.running;
-  if (!run?.own || run.stopping) return;
-  run.stopping = true;
-  renderControls();
-  if (run.runId) cancel(run); // else as soon as the service answers with the run
 }

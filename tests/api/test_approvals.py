@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from app.api.schemas import ThreadOut, TurnOut
-from tests.conftest import latest_malware, make_settings, running_app, unique
+from tests.api.test_run_strategies import until_streaming
+from tests.conftest import latest_malware, make_settings, real_server, running_app, unique
 from tests.sse import parse_sse
 
 QUESTION = "Who committed the latest malware threat?"
@@ -163,6 +164,42 @@ async def test_a_second_resume_of_the_same_interrupt_is_409(approving: httpx.Asy
     await ask(approving, thread_id, body)
     second = await approving.post(f"/threads/{thread_id}/messages", json=body)
     assert second.status_code == 409 and second.json()["error"]["code"] == "not_interrupted"
+
+
+async def test_a_cancelled_resume_leaves_the_call_waiting_and_a_second_resume_runs(
+    database_url: str,
+) -> None:
+    """Stop during the resumed run: nothing of it is saved, the thread waits on the same
+    interrupt (as before the decision), and the call can be decided again, otherwise."""
+    settings = make_settings(database_url, tools=APPROVAL, model={"offline_token_delay_ms": 60})
+    async with (
+        real_server(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        thread_id = unique()
+        interrupt = await paused(client, thread_id)
+        before = (await client.get(f"/threads/{thread_id}")).json()
+        body = {"resume": {"decision": "approve"}, "interrupt_id": interrupt["id"], "background": True}
+        started = await client.post(f"/threads/{thread_id}/messages", json=body)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        await until_streaming(client, thread_id, run_id)
+        cancelled = await client.post(f"/threads/{thread_id}/runs/{run_id}/cancel", params={"wait": "true"})
+        assert cancelled.status_code == 200 and cancelled.json()["error"]["code"] == "cancelled"
+        thread = (await client.get(f"/threads/{thread_id}")).json()
+        assert thread["status"] == "interrupted"
+        assert [i["id"] for i in thread["interrupts"]] == [interrupt["id"]]
+        assert thread["turn_count"] == before["turn_count"] == 1
+        transcript = (await client.get(f"/threads/{thread_id}/messages")).json()["messages"]
+        assert [m["role"] for m in transcript] == ["user", "assistant", "tool", "assistant"]
+        # Decided again, otherwise this time: the cancelled approval left nothing behind.
+        again = await ask(
+            client, thread_id, {"resume": {"decision": "reject"}, "interrupt_id": interrupt["id"]}
+        )
+        tool, final = again["messages"]
+        assert "did not approve" in tool["content"] and "committed by" not in final["content"]
+        assert again["interrupts"] == []
+        assert (await client.get(f"/threads/{thread_id}")).json()["status"] == "idle"
 
 
 async def test_a_resume_is_idempotent_with_its_key(approving: httpx.AsyncClient) -> None:

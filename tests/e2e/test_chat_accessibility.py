@@ -15,6 +15,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import make_settings, real_server, unique
 from tests.e2e.conftest import ConsoleWatch, axe_violations
+from tests.e2e.test_chat_approval_decisions import RESPOND_LABEL
 from tests.e2e.test_chat_page import FOLLOW_UP, QUESTION, make_thread, send, shot, wait_idle
 
 pytestmark = pytest.mark.slow
@@ -179,8 +180,9 @@ async def test_no_axe_violations_with_an_approval_waiting(
     artifacts: Path,
     scheme: Literal["light", "dark"],
 ) -> None:
-    """The approval card (named region, its decision buttons, the edit and reject forms, an
-    invalid edit, a message held back) and the sidebar's "Waiting for approval" marker."""
+    """The approval card (named region, its decision buttons, the edit, reject and respond
+    forms, an invalid edit, an empty answer refused, a message held back) and the sidebar's
+    "Waiting for approval" marker."""
     found: dict[str, list[str]] = {}
     title = f"Approval {unique()}"
     thread_id = await make_thread(approving_server, title, QUESTION)  # it pauses before get_user_info
@@ -209,6 +211,11 @@ async def test_no_axe_violations_with_an_approval_waiting(
     await approval.get_by_role("button", name="Cancel").click()
     await approval.get_by_role("button", name="Reject").click()
     await clean(page, axe_source, "rejecting with a reason", found)
+    await approval.get_by_role("button", name="Cancel").click()
+    await approval.get_by_role("button", name="Respond").click()
+    await approval.get_by_role("button", name="Send this answer").click()  # empty: refused, said
+    await expect(page.get_by_label(RESPOND_LABEL)).to_have_attribute("aria-invalid", "true")
+    await clean(page, axe_source, "responding, an empty answer refused", found)
     await approval.get_by_role("button", name="Cancel").click()
 
     await send(page, FOLLOW_UP)
