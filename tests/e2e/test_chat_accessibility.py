@@ -14,9 +14,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import make_settings, real_server, unique
+from tests.e2e.chat_helpers import FOLLOW_UP, QUESTION, make_thread, send, shot, wait_idle
 from tests.e2e.conftest import ConsoleWatch, axe_violations
 from tests.e2e.test_chat_approval_decisions import RESPOND_LABEL
-from tests.e2e.test_chat_page import FOLLOW_UP, QUESTION, make_thread, send, shot, wait_idle
 
 pytestmark = pytest.mark.slow
 

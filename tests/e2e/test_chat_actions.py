@@ -10,8 +10,8 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import make_settings, real_server, unique
+from tests.e2e.chat_helpers import FOLLOW_UP, QUESTION, get_json, make_thread, send, wait_idle
 from tests.e2e.conftest import ConsoleWatch
-from tests.e2e.test_chat_page import FOLLOW_UP, QUESTION, get_json, make_thread, send, wait_idle
 
 pytestmark = pytest.mark.slow
 

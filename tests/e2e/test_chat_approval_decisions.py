@@ -8,6 +8,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.conftest import unique
+from tests.e2e.chat_helpers import get_json, wait_idle
 from tests.e2e.conftest import ConsoleWatch
 from tests.e2e.test_chat_approvals import (  # noqa: F401 (the fixtures are imported with them)
     approving_server,
@@ -16,7 +17,6 @@ from tests.e2e.test_chat_approvals import (  # noqa: F401 (the fixtures are impo
     open_paused,
     slow_approving_server,
 )
-from tests.e2e.test_chat_page import get_json, wait_idle
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ from app.api.protocol import PREFIX
 # The hosted graph's server: a fixture, shared with the API tests of a graph's own interrupt().
 from tests.api.test_hosted_interrupts import served  # noqa: F401
 from tests.conftest import latest_malware, make_settings, real_server, unique, user_input
+from tests.e2e.chat_helpers import QUESTION, get_json, send, shot, thread_item, wait_idle
 from tests.e2e.conftest import TOKEN_DELAY_MS, ConsoleWatch
-from tests.e2e.test_chat_page import QUESTION, get_json, send, shot, thread_item, wait_idle
 from tests.e2e.test_chat_runs import new_page
 
 pytestmark = pytest.mark.slow

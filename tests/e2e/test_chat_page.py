@@ -9,74 +9,27 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import make_settings, real_server, unique
+from tests.e2e.chat_helpers import (
+    FOLLOW_UP,
+    QUESTION,
+    UI_DIR,
+    get_json,
+    make_thread,
+    no_sideways_scroll,
+    open_from_sidebar,
+    send,
+    shot,
+    wait_idle,
+)
 from tests.e2e.conftest import ConsoleWatch
 
 pytestmark = pytest.mark.slow
-
-QUESTION = "Who committed the latest malware threat?"
-FOLLOW_UP = "What was their IP address?"
-UI_DIR = Path(__file__).resolve().parents[2] / "app" / "ui"
-
-
-async def make_thread(base_url: str, title: str, *turns: str, headers: dict[str, str] | None = None) -> str:
-    """A thread created through the API, with some turns already run."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as http:
-        created = await http.post("/threads", json={"title": title})
-        assert created.status_code == 201, created.text
-        thread_id: str = created.json()["thread_id"]
-        for content in turns:
-            response = await http.post(f"/threads/{thread_id}/messages", json={"content": content})
-            assert response.status_code == 200, response.text
-    return thread_id
-
-
-async def get_json(base_url: str, path: str) -> Any:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        response = await http.get(path)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-def thread_item(page: Page, title: str) -> Any:
-    return page.locator(".thread-item").filter(has=page.get_by_text(title, exact=True))
-
-
-async def open_from_sidebar(page: Page, title: str) -> None:
-    # The button's accessible name is the title, then the last activity and the message count.
-    await thread_item(page, title).get_by_role("button", name=re.compile("^" + re.escape(title))).click()
-
-
-async def send(page: Page, text: str) -> None:
-    box = page.get_by_label("Message", exact=True)
-    await box.fill(text)
-    await box.press("Enter")
-
-
-async def shot(page: Page, path: Path) -> None:
-    # Transitions finished, so a screenshot shows where things end up, not half-way there.
-    await page.screenshot(path=path, animations="disabled")
-
-
-async def no_sideways_scroll(page: Page) -> None:
-    overflow = await page.evaluate(
-        """() => [document.documentElement, ...document.querySelectorAll('.transcript, .thread-scroll')]
-              .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className || e.tagName)"""
-    )
-    assert overflow == [], f"these scroll sideways: {overflow}"
-
-
-async def wait_idle(page: Page) -> None:
-    """No turn runs: the Send button is back (it is Stop while an answer streams)."""
-    await expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled(timeout=30_000)
-    await expect(page.locator("#messages")).to_have_attribute("aria-busy", "false")
-
 
 # ---------------------------------------------------------------------------------------------
 
@@ -270,61 +223,6 @@ async def test_fork_from_an_earlier_checkpoint(page: Page, server: str, artifact
     await expect(page.locator(".msg-user .bubble")).to_have_text([QUESTION, "What was their email?"])
 
 
-async def test_rename_and_delete_a_thread(page: Page, server: str, artifacts: Path) -> None:
-    title = f"Doomed {unique()}"
-    thread_id = await make_thread(server, title, QUESTION)
-    await page.goto(server)
-    await open_from_sidebar(page, title)
-    await expect(page.locator("#thread-title")).to_have_text(title)
-
-    # Rename from the header, by keyboard.
-    await page.get_by_role("button", name="Rename this thread").click()
-    renamed = f"Renamed {unique()}"
-    field = page.get_by_label("Title", exact=True)
-    await expect(field).to_be_focused()
-    await field.fill(renamed)
-    await field.press("Enter")
-    await expect(page.locator("#thread-title")).to_have_text(renamed)
-    item = thread_item(page, renamed)
-    await expect(item).to_have_count(1)
-    assert (await get_json(server, f"/threads/{thread_id}"))["title"] == renamed
-
-    # Delete asks first; Cancel keeps the thread.
-    await item.get_by_role("button", name=f"Delete “{renamed}”").click()
-    dialog = page.get_by_role("dialog", name="Delete thread?")
-    await expect(dialog).to_be_visible()
-    await expect(dialog).to_contain_text(renamed)
-    await shot(page, artifacts / "07-delete-confirm.png")
-    await dialog.get_by_role("button", name="Cancel").click()
-    await expect(dialog).to_be_hidden()
-    await expect(item).to_have_count(1)
-
-    await item.get_by_role("button", name=f"Delete “{renamed}”").click()
-    await dialog.get_by_role("button", name="Delete").click()
-    await expect(item).to_have_count(0)
-    await expect(page.locator("#thread-title")).to_have_text("New thread")
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
-        assert (await http.get(f"/threads/{thread_id}")).status_code == 404
-
-
-async def test_more_threads_load_on_scroll(page: Page, server: str) -> None:
-    prefix = f"Many {unique()}"
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
-        for i in range(35):
-            response = await http.post("/threads", json={"title": f"{prefix} #{i:02d}"})
-            assert response.status_code == 201
-    await page.goto(server)
-    newest, oldest = f"{prefix} #34", f"{prefix} #00"
-    await expect(thread_item(page, newest)).to_have_count(1)
-    await expect(page.locator(".thread-item")).to_have_count(30)
-    await expect(thread_item(page, oldest)).to_have_count(0)
-    await page.locator("#thread-scroll").evaluate("box => box.scrollTo(0, box.scrollHeight)")
-    await expect(thread_item(page, oldest)).to_have_count(1)
-    titles = await page.locator(".thread-item .thread-title").all_text_contents()
-    mine = [t for t in titles if t.startswith(prefix)]
-    assert mine == [f"{prefix} #{i:02d}" for i in range(34, -1, -1)]  # newest first
-
-
 async def test_busy_thread_and_service_down_are_explained(
     browser: Browser, database_url: str, artifacts: Path, console: ConsoleWatch
 ) -> None:
@@ -369,43 +267,6 @@ async def test_busy_thread_and_service_down_are_explained(
         await shot(page, artifacts / "09-service-down.png")
     finally:
         await context.close()
-
-
-async def test_each_databricks_user_sees_only_their_threads(
-    browser: Browser, database_url: str, console: ConsoleWatch
-) -> None:
-    settings = make_settings(
-        database_url,
-        auth={"mode": "databricks"},
-        model={"offline_token_delay_ms": 0},
-    )
-    async with real_server(settings) as base_url:
-        alice, bob = f"alice-{unique()}@example.com", f"bob-{unique()}@example.com"
-        title = f"Alice's {unique()}"
-        await make_thread(base_url, title, headers={"X-Forwarded-Email": alice})
-        pages: dict[str, Page] = {}
-        contexts = []
-        for user in (alice, bob):
-            # Databricks Apps puts the header on every request; the page just fetches same-origin.
-            context = await browser.new_context(extra_http_headers={"X-Forwarded-Email": user})
-            contexts.append(context)
-            pages[user] = await context.new_page()
-            console.watch(pages[user])
-            await pages[user].goto(base_url)
-        try:
-            await expect(thread_item(pages[alice], title)).to_have_count(1)
-            await expect(pages[bob].locator("#thread-footer")).to_contain_text("No threads yet")
-            await expect(thread_item(pages[bob], title)).to_have_count(0)
-            # Bob's turn lands in Bob's list only.
-            await send(pages[bob], QUESTION)
-            await wait_idle(pages[bob])
-            await expect(thread_item(pages[bob], QUESTION)).to_have_count(1)
-            await pages[alice].reload()
-            await expect(thread_item(pages[alice], title)).to_have_count(1)
-            await expect(pages[alice].locator(".thread-item")).to_have_count(1)
-        finally:
-            for context in contexts:
-                await context.close()
 
 
 async def test_narrow_screen_and_keyboard(

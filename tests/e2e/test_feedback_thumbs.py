@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.test_chat_page import get_json, send, shot, wait_idle
+from tests.e2e.chat_helpers import get_json, send, shot, wait_idle
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Dialog, Page, expect
 
 from tests.conftest import make_settings, real_server
-from tests.e2e.test_chat_page import send, shot, wait_idle
+from tests.e2e.chat_helpers import send, shot, wait_idle
 
 pytestmark = pytest.mark.slow
 
