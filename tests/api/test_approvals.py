@@ -12,7 +12,7 @@ import pytest
 
 from app.api.schemas import ThreadOut, TurnOut
 from tests.api.test_run_strategies import until_streaming
-from tests.conftest import latest_malware, make_settings, real_server, running_app, unique
+from tests.conftest import latest_malware, make_settings, real_server, running_app, scalar, unique
 from tests.sse import parse_sse
 
 QUESTION = "Who committed the latest malware threat?"
@@ -293,13 +293,15 @@ def test_an_unknown_tool_in_tool_approval_stops_the_start(database_url: str) -> 
 
 def _checkpoint_writes(database_url: str, thread_id: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM checkpoint_writes w JOIN lma_threads t ON w.thread_id = t.thread_key::text"
-            " WHERE t.thread_id = %s AND w.channel = '__interrupt__'",
-            (thread_id,),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+        return int(
+            scalar(
+                conn,
+                "SELECT count(*) FROM checkpoint_writes w"
+                " JOIN lma_threads t ON w.thread_id = t.thread_key::text"
+                " WHERE t.thread_id = %s AND w.channel = '__interrupt__'",
+                (thread_id,),
+            )
+        )
 
 
 async def test_the_pause_is_a_checkpoint_with_its_interrupt_saved(
